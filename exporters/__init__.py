@@ -1,0 +1,1 @@
+"""Model toolkit: fine-tune, export to ONNX, quantize, evaluate."""

@@ -1,0 +1,1 @@
+"""Alerter: rules, windows, routing, notify pipeline, durable outbox, silences."""

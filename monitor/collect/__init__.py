@@ -1,0 +1,1 @@
+"""Collectors: poll feeds, normalise, dedup, tag entities, publish to riskwire.news.raw."""

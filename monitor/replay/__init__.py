@@ -1,0 +1,1 @@
+"""Replay history through the same scoring and rules, in event time."""

@@ -1,0 +1,1 @@
+"""Scoring worker: model directory, tokenizer, ONNX Runtime session, micro-batching."""
