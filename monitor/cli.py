@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from monitor import __version__
 
@@ -34,40 +34,43 @@ BENCH_MODULES: dict[str, tuple[str, str]] = {
 }
 
 
-def _unavailable(name: str, module: str) -> argparse.ArgumentParser:
+def _unavailable(name: str, reason: str) -> Callable[[argparse.Namespace], int]:
     def report(args: argparse.Namespace) -> int:
-        print(
-            f"riskwire {name}: not available in this build yet ({module} is missing)",
-            file=sys.stderr,
-        )
+        print(f"riskwire {name}: not available in this build: {reason}", file=sys.stderr)
         return 2
 
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.set_defaults(func=report)
-    return parser
+    return report
 
 
 def _register(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     table: dict[str, tuple[str, str]],
 ) -> None:
-    done: set[str] = set()
-    for module_name, _help in table.values():
-        if module_name in done:
-            continue
+    """Register each module's commands; a missing or broken module leaves a placeholder.
+
+    One broken command module must not take the whole CLI (and so `riskwire run`) down with it.
+    """
+    for module_name in dict.fromkeys(mod for mod, _ in table.values()):
+        reason = ""
         try:
             module = importlib.import_module(module_name)
+            register = getattr(module, "register", None)
+            if register is None:
+                reason = f"{module_name} has no register()"
+            else:
+                register(subparsers)
+                continue
         except ModuleNotFoundError as exc:
             if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            for other, (mod, text) in table.items():
-                if mod == module_name:
-                    p = subparsers.add_parser(other, help=f"{text} [not available yet]")
-                    p.set_defaults(func=_unavailable(other, mod).get_default("func"))
-            done.add(module_name)
-            continue
-        module.register(subparsers)
-        done.add(module_name)
+                reason = f"{module_name} needs {exc.name!r}, which is not installed"
+            else:
+                reason = f"{module_name} is not part of this build yet"
+        except ImportError as exc:
+            reason = f"{module_name} failed to import: {exc}"
+        for name, (mod, text) in table.items():
+            if mod == module_name:
+                p = subparsers.add_parser(name, help=f"{text} [unavailable]")
+                p.set_defaults(func=_unavailable(name, reason))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -33,6 +34,7 @@ class RoleContext:
     bus: Bus
     registry: CollectorRegistry
     reload: threading.Event = field(default_factory=threading.Event)
+    config_path: Path | None = None
 
 
 class RoleRunner(Protocol):
