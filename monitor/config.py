@@ -46,9 +46,11 @@ class Strict(BaseModel):
 
 
 class TopicsConfig(Strict):
-    raw: str = "riskwire.news.raw"
-    scored: str = "riskwire.news.scored"
-    alerts: str = "riskwire.alerts"
+    raw: str = Field(default="riskwire.news.raw", description="collected news (riskwire.news/1)")
+    scored: str = Field(
+        default="riskwire.news.scored", description="scored news (riskwire.scored/1)"
+    )
+    alerts: str = Field(default="riskwire.alerts", description="alerts (riskwire.alert/1)")
 
 
 class EmbeddedBusConfig(Strict):
@@ -57,7 +59,9 @@ class EmbeddedBusConfig(Strict):
     )
     retention_hours: float = Field(default=168.0, gt=0, description="drop records older than this")
     retention_mb: float = Field(default=2048.0, gt=0, description="keep each topic under this size")
-    poll_interval_ms: int = Field(default=50, ge=1, le=10_000)
+    poll_interval_ms: int = Field(
+        default=50, ge=1, le=10_000, description="how often an idle consumer looks for new records"
+    )
 
 
 class KafkaBusConfig(Strict):
@@ -65,16 +69,26 @@ class KafkaBusConfig(Strict):
         default_factory=lambda: os.environ.get("RISKWIRE_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
         description="host:port[,host:port]; default $RISKWIRE_KAFKA_BOOTSTRAP or 127.0.0.1:19092",
     )
-    client_id: str = "riskwire"
-    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
-    linger_ms: int = Field(default=5, ge=0, le=60_000)
-    batch_size: int = Field(default=65536, ge=1024)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    request_timeout_ms: int = Field(default=30_000, ge=1000)
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    client_id: str = Field(default="riskwire", description="client id prefix seen by the brokers")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="none", description="producer compression (snappy/lz4/zstd need their codec libs)"
+    )
+    linger_ms: int = Field(default=5, ge=0, le=60_000, description="producer batching delay")
+    batch_size: int = Field(default=65536, ge=1024, description="producer batch size in bytes")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how to talk to the brokers"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism when security_protocol is SASL_*"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password: use ${ENV}, never clear text"
+    )
+    request_timeout_ms: int = Field(default=30_000, ge=1000, description="per request")
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="consumer group session timeout"
+    )
 
 
 class BusConfig(Strict):
@@ -96,16 +110,20 @@ class BusConfig(Strict):
 
 
 class HttpConfig(Strict):
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", description="bind address of /metrics /healthz /readyz")
     port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port")
 
 
 class ShutdownConfig(Strict):
-    grace_seconds: float = Field(default=10.0, gt=0, le=600)
+    grace_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="how long SIGTERM waits for roles to drain"
+    )
 
 
 class LogConfig(Strict):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="JSON log lines on stderr at this level and above"
+    )
 
 
 Role = Literal["collector", "worker", "alerter"]
@@ -116,7 +134,9 @@ class Config(Strict):
     """The whole configuration. Every section has defaults: an empty file is a valid config."""
 
     data_dir: Path = Field(default=Path("var"), description="state: embedded log, outbox, seen-set")
-    roles: Annotated[list[Role], Field(min_length=1)] = list(ALL_ROLES)
+    roles: Annotated[list[Role], Field(min_length=1)] = Field(
+        default=list(ALL_ROLES), description="roles `riskwire run` starts without --role"
+    )
     bus: BusConfig = BusConfig()
     http: HttpConfig = HttpConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
