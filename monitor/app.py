@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -31,7 +31,7 @@ from monitor.errors import ConfigError, RiskwireError, RoleUnavailable
 from monitor.http import Probe, StatusServer
 from monitor.logs import get_logger, setup_logging
 from monitor.metrics import CoreMetrics
-from monitor.roles import RoleContext, RoleRunner, load_role
+from monitor.roles import RoleContext, RoleFactory, RoleRunner, load_role
 
 log = get_logger("app")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -51,6 +51,8 @@ class Daemon:
     config: Config
     roles: Sequence[str]
     config_path: Path | None = None
+    #: Role builders by name; default: each role's module (monitor.roles.ROLE_MODULES).
+    factories: Mapping[str, RoleFactory] | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     stop_event: threading.Event = field(default_factory=threading.Event)
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -147,7 +149,7 @@ class Daemon:
             return
         for name in self.roles:
             try:
-                build = load_role(name)
+                build = (self.factories or {}).get(name) or load_role(name)
             except RoleUnavailable as exc:
                 self.unavailable[name] = str(exc)
                 log.warning("role unavailable", extra={"role": name, "reason": str(exc)})
@@ -218,7 +220,8 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=overrides)
 
 
-def _install_signals(daemon: Daemon) -> None:
+def install_signals(daemon: Daemon) -> None:
+    """SIGTERM/SIGINT: graceful stop, a second one forces exit (130). SIGHUP: reload."""
     hits = {"n": 0}
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
@@ -252,7 +255,7 @@ def run_command(args: argparse.Namespace) -> int:
                 print(f"riskwire run: --role {name}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
     daemon = Daemon(config, roles, config_path=Path(args.config) if args.config else None)
-    _install_signals(daemon)
+    install_signals(daemon)
     daemon.start()
     log.info(
         "riskwire started",
