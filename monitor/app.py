@@ -159,6 +159,7 @@ class Daemon:
                 bus=self._bus,
                 registry=self.registry,
                 config_path=self.config_path,
+                core=self.metrics,
             )
             runner = build(ctx)
             thread = threading.Thread(target=self._run_role, args=(runner,), name=name, daemon=True)

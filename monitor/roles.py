@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from monitor.bus.base import Bus
 from monitor.config import Config, Role
 from monitor.errors import RoleUnavailable
+from monitor.metrics import CoreMetrics
 
 ROLE_MODULES: dict[str, str] = {
     "collector": "monitor.collect.role",
@@ -35,6 +36,18 @@ class RoleContext:
     registry: CollectorRegistry
     reload: threading.Event = field(default_factory=threading.Event)
     config_path: Path | None = None
+    #: Metrics shared by every stage (items, e2e latency, lag, dead letters); created on
+    #: ``registry`` when not given. The daemon passes its own so each is registered once.
+    core: CoreMetrics | None = None
+
+    def __post_init__(self) -> None:
+        if self.core is None:
+            self.core = CoreMetrics.create(self.registry)
+
+    @property
+    def metrics(self) -> CoreMetrics:
+        assert self.core is not None
+        return self.core
 
 
 class RoleRunner(Protocol):
