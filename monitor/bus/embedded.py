@@ -581,7 +581,9 @@ class EmbeddedConsumer:
         return pid
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        """Commit offsets of partitions this member owns; others are refused and logged.
+        """Commit offsets of partitions this member owns; others are ignored and logged.
+
+        Raises BusError when this member has been expired from its group since its last poll.
 
         Committing with a generation older than the group's is still safe: a gaining member
         reads committed offsets only after every member (including this one) has seen the new
@@ -600,16 +602,14 @@ class EmbeddedConsumer:
                     (self.group, self.member_id),
                 ).fetchone()
                 if row is None or int(row[0]) != self._generation:
-                    log.warning(
-                        "commit refused: this consumer is no longer a member of its group "
-                        "generation; the records will be delivered again",
-                        extra={
-                            "group": self.group,
-                            "member": self.member_id,
-                            "offsets": {f"{t.topic}:{t.partition}": o for t, o in wanted.items()},
-                        },
+                    # Same outcome as Kafka's CommitFailedError: the next poll() rejoins and
+                    # the uncommitted records are delivered again to whoever owns them now.
+                    raise BusError(
+                        f"embedded bus: commit for group {self.group!r} rejected: member "
+                        f"{self.member_id} left the group (session or max_poll_interval expired) "
+                        f"or rejoined since its last poll; the uncommitted records will be "
+                        f"redelivered and the next poll() rejoins the group"
                     )
-                    return
                 rows = []
                 for tp, off in wanted.items():
                     if tp not in self._owned or tp not in self._positions:
