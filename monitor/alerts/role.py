@@ -1,0 +1,184 @@
+"""The ``alerter`` role: scored records in, alerts out to ``riskwire.alerts`` and the outbox.
+
+One batch, in this order (each step is what makes a crash at any point safe):
+
+1. poll scored records; decode each or send it to the DLQ;
+2. evaluate rules in event time (see :mod:`monitor.alerts.engine`);
+3. produce every alert to ``topics.alerts`` keyed by fingerprint, and flush;
+4. write the new alerts, their deliveries and the touched window state to the outbox store in
+   one SQLite transaction (an alert id already there — a replay — is skipped);
+5. ``monitor.bus.checkpoint``: flush, then commit offsets — last, so a crash before it replays
+   the batch, which steps 2 and 4 recognise (item ids in windows, alert ids in the outbox).
+
+A crash between 3 and 4 produces an alert twice to the topic (same id: consumers dedup on it);
+never zero times. The delivery workers (:mod:`monitor.alerts.delivery`) run in threads beside
+this loop and drain the outbox; they only read what step 4 committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from monitor.alerts.config import AlertsConfig
+from monitor.alerts.delivery import Deliverer
+from monitor.alerts.engine import Engine
+from monitor.alerts.metrics import AlertMetrics
+from monitor.alerts.routing import Router
+from monitor.alerts.store import AlertStore
+from monitor.bus import Consumer, Message, Producer, checkpoint, next_offsets
+from monitor.bus.dlq import decode_or_dead_letter
+from monitor.errors import ConfigError
+from monitor.lag import LagReporter
+from monitor.logs import get_logger
+from monitor.metrics import CoreMetrics
+from monitor.records import Alert, ScoredItem
+from monitor.roles import RoleContext
+
+log = get_logger("alerts.role")
+GROUP = "riskwire-alerter"
+STAGE = "alerter"
+
+
+class AlerterRole:
+    name = "alerter"
+
+    def __init__(
+        self,
+        ctx: RoleContext,
+        *,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.BaseTransport | None = None,
+        max_records: int = 500,
+    ) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.cfg: AlertsConfig = ctx.config.alerts
+        self.clock = clock
+        self.max_records = max_records
+        self.metrics = AlertMetrics.create(ctx.registry)
+        assert ctx.core is not None
+        self.core: CoreMetrics = ctx.core
+        self.store = AlertStore(self.cfg.outbox(self.config.data_dir))
+        self.engine = self._engine(self.cfg)
+        self.router = Router.from_config(self.cfg)
+        self.deliverer = Deliverer.from_config(
+            self.cfg,
+            self.store,
+            data_dir=self.config.data_dir,
+            metrics=self.metrics,
+            clock=clock,
+            transport=transport,
+        )
+        self._ready = threading.Event()
+
+    def _engine(self, cfg: AlertsConfig) -> Engine:
+        return Engine(
+            cfg.effective,
+            state=self.store,
+            watermark=self.store.watermark(),
+            on_late=lambda rule: self.metrics.late_events.labels(rule=rule).inc(),
+        )
+
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def run(self, stop: threading.Event) -> None:
+        topics = self.config.bus.topics
+        bus = self.ctx.bus
+        bus.ensure_topics([topics.scored, topics.alerts])
+        consumer = bus.consumer(GROUP, [topics.scored])
+        producer = bus.producer()
+        lag = LagReporter(self.core.consumer_lag, GROUP, consumer)
+        self.deliverer.start()
+        self._ready.set()
+        log.info(
+            "alerter started",
+            extra={
+                "rules": len(self.engine.rules),
+                "receivers": sorted(self.deliverer.receivers),
+                "outbox": str(self.store.path),
+            },
+        )
+        try:
+            while not stop.is_set():
+                if self.ctx.reload.is_set():
+                    self._reload()
+                    self.ctx.reload.clear()
+                msgs = consumer.poll(self.max_records, timeout=0.5)
+                lag.maybe_report()
+                if msgs:
+                    self.process(msgs, producer, consumer)
+        finally:
+            self._ready.clear()
+            self.deliverer.stop(self.config.shutdown.grace_seconds / 2)
+            consumer.close()
+            producer.close()
+            self.store.close()
+
+    def process(self, msgs: list[Message], producer: Producer, consumer: Consumer) -> list[Alert]:
+        """One batch: evaluate, produce, store, then checkpoint (see the module docstring)."""
+        t0 = time.perf_counter()
+        alerts: list[Alert] = []
+        now = self.clock()
+        for m in msgs:
+            item = decode_or_dead_letter(
+                m, ScoredItem.from_json, producer, STAGE, self.core.dead_letters
+            )
+            if item is None:
+                continue
+            alerts += self.engine.process(item)
+            self.core.e2e_latency.labels(to_stage=STAGE).observe(
+                max(0.0, now - item.fetched_at.timestamp())
+            )
+        self.core.items.labels(stage=STAGE).inc(len(msgs))
+        self.metrics.records.inc(len(msgs))
+        topic = self.config.bus.topics.alerts
+        if self.cfg.producer_topic:
+            for a in alerts:
+                producer.produce(topic, a.fingerprint, a.to_json())
+            producer.flush()
+        pairs = [(a, self.router.route(a)) for a in alerts]
+        new = self.store.commit_batch(
+            pairs, self.engine.dirty_states(), now=self.clock(), watermark=self.engine.max_ts
+        )
+        for a in new:
+            self.metrics.alerts.labels(rule=a.rule, severity=a.severity, status=a.status).inc()
+            log.info(
+                "alert raised",
+                extra={
+                    "alert_id": a.id,
+                    "fingerprint": a.fingerprint,
+                    "rule": a.rule,
+                    "entity": a.entity,
+                    "status": a.status,
+                },
+            )
+        if new:
+            self.deliverer.wake()
+        self.metrics.eval_seconds.observe(time.perf_counter() - t0)
+        checkpoint(producer, consumer, next_offsets(msgs))  # offsets last: see module docstring
+        return new
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read rules (and routing) from the config file; receivers stay as they are."""
+        path = self.ctx.config_path
+        if path is None:
+            return
+        from monitor.config import load_config
+
+        try:
+            cfg = load_config(path).alerts
+        except ConfigError as exc:
+            log.error("reload failed; keeping the current rules", extra={"error": str(exc)})
+            return
+        self.engine = self._engine(cfg)
+        self.router = Router.from_config(cfg)
+        log.info("rules reloaded", extra={"rules": len(self.engine.rules)})
+
+
+def build(ctx: RoleContext) -> AlerterRole:
+    return AlerterRole(ctx)
