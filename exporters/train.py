@@ -1,0 +1,440 @@
+"""Fine-tune the two-head classifier: PhraseBank + Twitter sentiment, hand + weak risk tags.
+
+Seeded and reproducible for a given machine and thread count; progress bars on stderr; model
+selection and early stopping on validation rows only (never test rows).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import accuracy_score, f1_score
+from tokenizers import Tokenizer
+from torch import nn
+from tqdm import tqdm
+
+from exporters import data as ds
+from exporters.bundle import fingerprint_files
+from exporters.model import TwoHeadClassifier, base_model_dir, load_classifier
+from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
+from monitor.logs import get_logger
+from monitor.score.manifest import RISK_TAGS
+
+log = get_logger("exporters.train")
+
+CHECKPOINT_FILE = "classifier.pt"
+STATE_FILE = "train_state.json"
+
+
+class TrainConfig(BaseModel):
+    """The training recipe. Defaults are the recipe of ``models/default``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    datasets: Path | None = Field(None, description="datasets folder (default ../shared/datasets)")
+    risk_csv: Path = Field(ds.DEFAULT_RISK_CSV, description="hand-labelled risk headlines CSV")
+    lexicon: Path = Field(DEFAULT_LEXICON, description="weak-label lexicon YAML")
+    extra_sentiment_csv: Path | None = Field(None, description="your own text,label CSV")
+    use_twitter: bool = True
+    max_length: int = Field(64, ge=8, le=512)
+    batch_size: int = Field(32, ge=1)
+    epochs: float = Field(2.0, gt=0)
+    lr: float = Field(8e-5, gt=0, description="peak lr of the top encoder layer")
+    head_lr: float = Field(1e-3, gt=0)
+    layer_decay: float = Field(0.85, gt=0, le=1, description="lr factor per layer going down")
+    weight_decay: float = 0.01
+    warmup: float = Field(0.06, ge=0, lt=1, description="fraction of steps")
+    pooling: str = "mean"
+    layers: int | None = Field(None, description="truncate the encoder (tests)")
+    seed: int = 20261201
+    threads: int = 2
+    evals_per_epoch: int = Field(2, ge=1)
+    patience: int = Field(2, ge=1, description="evaluations without improvement before stopping")
+    max_minutes: float = Field(24.0, gt=0, description="stop training after this wall time")
+    limit_per_source: int | None = Field(None, description="cap rows per source (tests)")
+    risk_repeat: int = Field(3, ge=1, description="passes over hand-labelled risk rows per epoch")
+    weak_risk_weight: float = Field(0.3, ge=0)
+    risk_loss_weight: float = Field(1.0, ge=0)
+    agreement_weight: dict[int, float] = {100: 1.0, 75: 1.0, 66: 0.8, 50: 0.6}
+    agreement_smoothing: dict[int, float] = {100: 0.0, 75: 0.05, 66: 0.15, 50: 0.25}
+    twitter_smoothing: float = 0.05
+    hand_sentiment_weight: float = 0.5
+
+
+@dataclass
+class Example:
+    text: str
+    sent_target: list[float] | None  # soft target over SENTIMENT_LABELS
+    sent_weight: float
+    risk_target: list[float] | None
+    risk_weight: float
+
+
+@dataclass
+class ValidationSet:
+    texts: list[str]
+    sentiment: np.ndarray[Any, Any] | None = None  # int labels
+    risk: np.ndarray[Any, Any] | None = None  # multi-hot
+
+
+@dataclass
+class TrainResult:
+    model: TwoHeadClassifier
+    tokenizer: Tokenizer
+    config: TrainConfig
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    seconds: float
+    counts: dict[str, Any]
+    data_fingerprint: str
+    lexicon_version: int
+    validation: dict[str, ValidationSet] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _onehot(label: int, smoothing: float) -> list[float]:
+    return [1.0 - smoothing + smoothing / 3 if i == label else smoothing / 3 for i in range(3)]
+
+
+def _cap(rows: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
+    rows = list(rows)
+    if limit is None or len(rows) <= limit:
+        return rows
+    rng = random.Random(seed)
+    return rng.sample(rows, limit)
+
+
+def build_training_set(
+    cfg: TrainConfig, root: Path
+) -> tuple[list[Example], dict[str, Any], str, int]:
+    """Training examples, counts per source, data fingerprint and lexicon version."""
+    lexicon = load_lexicon(cfg.lexicon)
+    examples: list[Example] = []
+    counts: dict[str, Any] = {}
+    pb = _cap(ds.load_phrasebank(root, "train"), cfg.limit_per_source, cfg.seed)
+    for r in pb:
+        examples.append(
+            Example(
+                r.text,
+                _onehot(r.label, cfg.agreement_smoothing.get(r.agreement, 0.0)),
+                cfg.agreement_weight.get(r.agreement, 1.0),
+                lexicon.vector(r.text),
+                cfg.weak_risk_weight,
+            )
+        )
+    counts["phrasebank_train"] = len(pb)
+    files = [*ds.phrasebank_files(root), cfg.risk_csv, cfg.lexicon]
+    if cfg.use_twitter:
+        tw = _cap(ds.load_twitter(root, "train"), cfg.limit_per_source, cfg.seed + 1)
+        for r in tw:
+            examples.append(
+                Example(
+                    r.text,
+                    _onehot(r.label, cfg.twitter_smoothing),
+                    1.0,
+                    lexicon.vector(r.text),
+                    cfg.weak_risk_weight,
+                )
+            )
+        counts["twitter_train"] = len(tw)
+        files += ds.twitter_files(root)
+    if cfg.extra_sentiment_csv is not None:
+        own = ds.extra_sentiment_csv(cfg.extra_sentiment_csv)
+        examples += [Example(r.text, _onehot(r.label, 0.0), 1.0, None, 0.0) for r in own]
+        counts["own_sentiment"] = len(own)
+        files.append(cfg.extra_sentiment_csv)
+    risk = _cap(ds.load_risk(cfg.risk_csv, "train"), cfg.limit_per_source, cfg.seed + 2)
+    for _ in range(cfg.risk_repeat):
+        for rr in risk:
+            examples.append(
+                Example(
+                    rr.text,
+                    None if rr.sentiment is None else _onehot(rr.sentiment, 0.1),
+                    cfg.hand_sentiment_weight,
+                    list(rr.tags),
+                    1.0,
+                )
+            )
+    counts["risk_train"] = len(risk)
+    counts["risk_repeat"] = cfg.risk_repeat
+    counts["examples_per_epoch"] = len(examples)
+    return examples, counts, fingerprint_files(files), lexicon.version
+
+
+def build_validation(cfg: TrainConfig, root: Path) -> dict[str, ValidationSet]:
+    pb = _cap(ds.load_phrasebank(root, "validation"), cfg.limit_per_source, cfg.seed)
+    out = {"phrasebank": ValidationSet([r.text for r in pb], np.array([r.label for r in pb]))}
+    if cfg.use_twitter:
+        tw = _cap(ds.load_twitter(root, "validation"), cfg.limit_per_source, cfg.seed)
+        out["twitter"] = ValidationSet([r.text for r in tw], np.array([r.label for r in tw]))
+    rk = ds.load_risk(cfg.risk_csv, "validation")
+    out["risk"] = ValidationSet([r.text for r in rk], risk=np.array([r.tags for r in rk]))
+    return out
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    return [e.ids for e in tokenizer.encode_batch(list(texts))]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def length_bucketed_batches(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, *, pool: int = 50
+) -> list[list[int]]:
+    """Shuffled batches of similar-length rows: less padding, still random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    chunk = batch_size * pool
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 64
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(sentiment logits, risk logits) in input order."""
+    model.eval()
+    seqs = encode(tokenizer, texts)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    sent = np.zeros((len(seqs), 3), dtype=np.float32)
+    risk = np.zeros((len(seqs), len(RISK_TAGS)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids, mask = pad_batch([seqs[i] for i in idx])
+        s, r = model(ids, mask)
+        sent[idx] = s.numpy()
+        risk[idx] = r.numpy()
+    return sent, risk
+
+
+def validation_scores(
+    model: nn.Module, tokenizer: Tokenizer, sets: dict[str, ValidationSet]
+) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for name, vs in sets.items():
+        sent, risk = predict_logits(model, tokenizer, vs.texts)
+        if vs.sentiment is not None:
+            pred = sent.argmax(axis=1)
+            scores[f"{name}_accuracy"] = float(accuracy_score(vs.sentiment, pred))
+            scores[f"{name}_macro_f1"] = float(
+                f1_score(vs.sentiment, pred, average="macro", zero_division=0)
+            )
+        if vs.risk is not None:
+            pred_r = (risk > 0).astype(int)
+            scores[f"{name}_macro_f1"] = float(
+                f1_score(vs.risk, pred_r, average="macro", zero_division=0)
+            )
+    # Selection score: every validation figure counts equally.
+    scores["selection"] = float(np.mean(list(scores.values())))
+    return scores
+
+
+def param_groups(model: TwoHeadClassifier, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Layer-wise lr decay: top layer at ``lr``, each lower layer x ``layer_decay``."""
+    encoder: Any = model.encoder
+    layers = list(encoder.encoder.layer)
+    n = len(layers)
+    groups: list[dict[str, Any]] = []
+
+    def add(params: list[nn.Parameter], lr: float) -> None:
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        groups.append({"params": decay, "lr": lr, "weight_decay": cfg.weight_decay})
+        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0})
+
+    add(list(encoder.embeddings.parameters()), cfg.lr * cfg.layer_decay**n)
+    for i, layer in enumerate(layers):
+        add(list(layer.parameters()), cfg.lr * cfg.layer_decay ** (n - 1 - i))
+    heads = list(model.sentiment_head.parameters()) + list(model.risk_head.parameters())
+    add(heads, cfg.head_lr)
+    return [g for g in groups if g["params"]]
+
+
+def _linear_warmup(total: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def base_tokenizer(max_length: int) -> Tokenizer:
+    tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_length)
+    return tok
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Run the recipe; return the best model (by validation selection score)."""
+    started = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    root = ds.resolve_datasets(cfg.datasets)
+    tokenizer = base_tokenizer(cfg.max_length)
+    examples, counts, fingerprint, lex_version = build_training_set(cfg, root)
+    validation = build_validation(cfg, root)
+    model = load_classifier(layers=cfg.layers, pooling=cfg.pooling, n_risk=len(RISK_TAGS))
+    seqs = encode(tokenizer, [e.text for e in examples])
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    total = max(1, round(steps_per_epoch * cfg.epochs))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _linear_warmup(total, round(cfg.warmup * total))
+    )
+    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    rng = random.Random(cfg.seed)
+    log.info("training", extra={"steps": total, "examples": len(examples), **counts})
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"selection": -1.0}
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    step = 0
+    stop_reason = "completed"
+    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    while step < total:
+        for batch in length_bucketed_batches([len(s) for s in seqs], cfg.batch_size, rng):
+            if step >= total:
+                break
+            model.train()
+            ids, mask = pad_batch([seqs[i] for i in batch])
+            sent_logits, risk_logits = model(ids, mask)
+            loss = _loss(cfg, [examples[i] for i in batch], sent_logits, risk_logits)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % eval_every == 0 or step == total:
+                scores = validation_scores(model, tokenizer, validation)
+                scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
+                scores["minutes"] = round((time.monotonic() - started) / 60, 2)
+                history.append(scores)
+                bar.write("validation " + json.dumps({k: round(v, 4) for k, v in scores.items()}))
+                if scores["selection"] > best["selection"]:
+                    best, stale = scores, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
+                if stale >= cfg.patience:
+                    stop_reason = f"early stop: no gain in {stale} evaluations"
+                    step = total
+                    break
+            if (time.monotonic() - started) / 60 > cfg.max_minutes:
+                stop_reason = f"time budget of {cfg.max_minutes} min reached"
+                if not history or history[-1]["step"] != step:
+                    scores = validation_scores(model, tokenizer, validation)
+                    scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
+                    history.append(scores)
+                    if scores["selection"] > best["selection"]:
+                        best, best_state = scores, copy.deepcopy(model.state_dict())
+                step = total
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    best = {**best, "stop_reason": stop_reason}
+    log.info("trained", extra={"best": best, "seconds": round(time.monotonic() - started, 1)})
+    return TrainResult(
+        model=model,
+        tokenizer=tokenizer,
+        config=cfg,
+        history=history,
+        best=best,
+        seconds=time.monotonic() - started,
+        counts=counts,
+        data_fingerprint=fingerprint,
+        lexicon_version=lex_version,
+        validation=validation,
+    )
+
+
+def _loss(
+    cfg: TrainConfig,
+    batch: Sequence[Example],
+    sent_logits: torch.Tensor,
+    risk_logits: torch.Tensor,
+) -> torch.Tensor:
+    sent_w = torch.tensor([e.sent_weight if e.sent_target else 0.0 for e in batch])
+    sent_t = torch.tensor([e.sent_target or [0.0, 0.0, 0.0] for e in batch])
+    ce = -(sent_t * torch.log_softmax(sent_logits, dim=1)).sum(dim=1)
+    sent_loss = (ce * sent_w).sum() / sent_w.sum().clamp(min=1e-6)
+    zeros = [0.0] * len(RISK_TAGS)
+    risk_w = torch.tensor([e.risk_weight if e.risk_target else 0.0 for e in batch])
+    risk_t = torch.tensor([e.risk_target or zeros for e in batch])
+    bce = nn.functional.binary_cross_entropy_with_logits(
+        risk_logits, risk_t, reduction="none"
+    ).mean(dim=1)
+    risk_loss = (bce * risk_w).sum() / risk_w.sum().clamp(min=1e-6)
+    return sent_loss + cfg.risk_loss_weight * risk_loss
+
+
+def save_checkpoint(result: TrainResult, ckpt_dir: Path) -> Path:
+    """Weights + recipe + history, enough for ``riskwire export`` to rebuild the model."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(result.model.state_dict(), ckpt_dir / CHECKPOINT_FILE)
+    state = {
+        "config": result.config.model_dump(mode="json"),
+        "history": result.history,
+        "best": result.best,
+        "seconds": result.seconds,
+        "counts": result.counts,
+        "data_fingerprint": result.data_fingerprint,
+        "lexicon_version": result.lexicon_version,
+    }
+    (ckpt_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+    return ckpt_dir
+
+
+def load_checkpoint(ckpt_dir: Path) -> TrainResult:
+    state = json.loads((ckpt_dir / STATE_FILE).read_text(encoding="utf-8"))
+    cfg = TrainConfig.model_validate(state["config"])
+    model = load_classifier(layers=cfg.layers, pooling=cfg.pooling, pretrained=False)
+    model.load_state_dict(torch.load(ckpt_dir / CHECKPOINT_FILE, weights_only=True))
+    model.eval()
+    root = ds.resolve_datasets(cfg.datasets)
+    return TrainResult(
+        model=model,
+        tokenizer=base_tokenizer(cfg.max_length),
+        config=cfg,
+        history=state["history"],
+        best=state["best"],
+        seconds=state["seconds"],
+        counts=state["counts"],
+        data_fingerprint=state["data_fingerprint"],
+        lexicon_version=state["lexicon_version"],
+        validation=build_validation(cfg, root),
+    )
