@@ -63,6 +63,13 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
+def _wall_ms() -> int:
+    # Group liveness (heartbeats, poll deadlines, commit times) is compared between processes,
+    # so it uses the wall clock, never the injected clock: a test that moves the bus's clock
+    # forward by hours to exercise retention or event time must not expire live members.
+    return int(time.time() * 1000)
+
+
 def _check_topic(topic: str) -> None:
     if topic in (".", "..") or not _TOPIC_RE.match(topic):
         raise BusError(
@@ -96,6 +103,14 @@ class EmbeddedBus:
         busy_timeout_s: float = 30.0,
         retention_check_s: float = 60.0,
     ) -> None:
+        """Open (or create) the log at ``path``.
+
+        ``clock`` (seconds) stamps records that carry no timestamp and drives retention; group
+        liveness always uses the wall clock. ``session_timeout_s``: a member that stops
+        heartbeating for this long is expired. ``busy_timeout_s``: how long a writer waits for
+        the file's write lock before the operation fails with BusError. ``retention_check_s``:
+        producer flushes run a retention pass at most this often.
+        """
         if partitions < 1:
             raise BusError(f"embedded bus {path}: partitions must be >= 1, got {partitions}")
         self.path = Path(path)
@@ -389,7 +404,7 @@ class EmbeddedConsumer:
         self._paused = False
         self._rotation = 0
         self._closed = False
-        self._last_poll_ms = bus.now_ms()
+        self._last_poll_ms = _wall_ms()
         self._stop = threading.Event()
         with bus._errors(f"consumer of group {group!r}: join"):
             ensure_topics(self._conn, self.topics, bus.default_partitions, bus.now_ms())
@@ -403,7 +418,7 @@ class EmbeddedConsumer:
 
     def _sync(self) -> None:
         """Join if needed, learn the current generation and take up its assignment."""
-        now = self._bus.now_ms()
+        now = _wall_ms()
         with immediate(self._conn):
             view = group_sql.sync(
                 self._conn,
@@ -492,7 +507,7 @@ class EmbeddedConsumer:
                             conn,
                             group=self.group,
                             member_id=self.member_id,
-                            now_ms=self._bus.now_ms(),
+                            now_ms=_wall_ms(),
                             polled_ms=self._last_poll_ms,
                         )
                 except sqlite3.Error as exc:
@@ -511,7 +526,7 @@ class EmbeddedConsumer:
             with self._lock:
                 if self._closed:
                     raise BusError(f"poll on a closed consumer of group {self.group!r}")
-                self._last_poll_ms = self._bus.now_ms()
+                self._last_poll_ms = _wall_ms()
                 with self._bus._errors(f"poll of group {self.group!r}"):
                     self._maybe_sync()
                     out = [] if self._paused else self._fetch(max_records)
@@ -595,7 +610,7 @@ class EmbeddedConsumer:
             wanted = dict(self._positions) if offsets is None else dict(offsets)
             if not wanted:
                 return
-            now = self._bus.now_ms()
+            now = _wall_ms()
             with self._bus._errors(f"commit of group {self.group!r}"), immediate(self._conn):
                 row = self._conn.execute(
                     "SELECT seen_gen FROM members WHERE grp = ? AND member_id = ?",

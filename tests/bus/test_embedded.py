@@ -307,3 +307,22 @@ def test_several_processes_produce_and_consume_one_file(path: Path) -> None:
     assert per_proc[0] and per_proc[1], "both processes consumed"
     assert bus._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     bus.close()
+
+
+def test_moving_the_injected_clock_does_not_expire_live_members(path: Path) -> None:
+    clock = FakeClock()
+    bus = EmbeddedBus(path, partitions=1, clock=clock, session_timeout_s=1.0)
+    prod = bus.producer()
+    for i in range(4):
+        prod.produce("t.clock", None, f"{i}".encode())
+    prod.flush()
+    cons = bus.consumer("g", ["t.clock"])
+    first = consume_until(cons, lambda got: len(got) >= 2)
+    clock.now += 10 * 3600
+    prod.produce("t.clock", None, b"4")
+    prod.flush()
+    rest = consume_until(cons, lambda got: len(first) + len(got) >= 5)
+    assert [m.offset for m in first + rest] == [0, 1, 2, 3, 4], "no rejoin, no redelivery"
+    cons.close()
+    prod.close()
+    bus.close()
