@@ -236,12 +236,20 @@ class Deliverer:
         # A per-alert notifier (the generic webhook) failed on the first unsent alert; the ones
         # after it were not tried and simply stay due. A group notifier failed for all.
         failed = left[:1] if getattr(spec.notifier, "per_alert", False) and not retry else left
+        # One delay for the whole group, so its rows stay due together and in order.
+        delay = self.backoff.delay(max(d.attempts for d in failed) + 1, err.retry_after)
         for d in failed:
-            self._failed(spec, d, retry, err, now)
+            self._failed(spec, d, retry, err, now, delay)
         return start if sent else None
 
     def _failed(
-        self, spec: ReceiverSpec, d: Delivery, retry: bool, err: NotifyError, now: float
+        self,
+        spec: ReceiverSpec,
+        d: Delivery,
+        retry: bool,
+        err: NotifyError,
+        now: float,
+        delay: float,
     ) -> None:
         attempts = d.attempts + 1
         age = now - d.created_at
@@ -262,7 +270,6 @@ class Deliverer:
                 self.metrics.dead_letters.labels(receiver=d.receiver).inc()
             self._fallback(d, now)
             return
-        delay = self.backoff.delay(attempts, err.retry_after)
         self.store.mark_retry(d, msg, now=now, not_before=now + delay)
         if msg != d.last_error:
             log.warning("delivery failed, will retry", extra={**extra, "retry_in_s": delay})

@@ -250,7 +250,7 @@ class AlertStore:
     # --- delivery ----------------------------------------------------------------------------
 
     def claim(
-        self, receiver: str, *, now: float, lease_s: float, owner: str
+        self, receiver: str, *, now: float, lease_s: float, owner: str, limit: int = 100
     ) -> list[Delivery] | None:
         """Lease the group whose oldest pending delivery is due; return its due deliveries.
 
@@ -277,11 +277,19 @@ class AlertStore:
             )
             rows = c.execute(
                 "SELECT d.seq, a.body, d.receiver, d.group_key, d.route, d.created_at, d.attempts,"
-                " d.first_error_at, d.last_error, d.fallback_done FROM deliveries d JOIN alerts a"
+                " d.first_error_at, d.last_error, d.fallback_done, d.not_before FROM deliveries d"
+                " JOIN alerts a"
                 " ON a.id=d.alert_id WHERE d.receiver=? AND d.group_key=? AND d.state='pending'"
-                " AND d.not_before<=? ORDER BY d.seq",
-                (receiver, group_key, now),
+                " ORDER BY d.seq LIMIT ?",
+                (receiver, group_key, limit),
             ).fetchall()
+        # Only the due prefix: a row that must still wait holds back every row after it.
+        due = []
+        for r in rows:
+            if r[10] > now:
+                break
+            due.append(r)
+        rows = due
         return [
             Delivery(
                 seq=r[0],

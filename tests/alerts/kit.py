@@ -81,7 +81,8 @@ class Receiver:
     """
 
     respond: Responder = lambda hit, n: (200, {}, b"ok")
-    hits: list[Hit] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)  # answered 2xx
+    requests: list[Hit] = field(default_factory=list)  # every request, answered or not
     port: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -107,6 +108,7 @@ class Receiver:
                 with owner._lock:
                     n = owner._n
                     owner._n += 1
+                    owner.requests.append(hit)
                 answer = owner.respond(hit, n)
                 if answer is None:
                     owner._release.wait(10)
@@ -143,6 +145,10 @@ class Receiver:
     def accepted(self) -> list[Hit]:
         with self._lock:
             return list(self.hits)
+
+    def all_requests(self) -> list[Hit]:
+        with self._lock:
+            return list(self.requests)
 
 
 def free_port() -> int:
