@@ -326,3 +326,54 @@ def test_moving_the_injected_clock_does_not_expire_live_members(path: Path) -> N
     cons.close()
     prod.close()
     bus.close()
+
+
+def test_processes_creating_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "bus.sqlite"
+    procs = [
+        Proc(
+            "crash_producer.py",
+            "embedded",
+            str(path),
+            "t.fresh",
+            "--batches",
+            "2",
+            "--prefix",
+            f"p{i}",
+        )
+        for i in range(4)
+    ]
+    try:
+        for p in procs:
+            assert p.popen.wait(timeout=90) == 0, "".join(p.stderr)
+    finally:
+        for p in procs:
+            p.kill()
+    bus = EmbeddedBus(path)
+    try:
+        assert sum(bus.end_offsets("t.fresh").values()) == 4 * 2 * 20
+    finally:
+        bus.close()
+
+
+def test_a_writer_killed_inside_its_transaction_leaves_no_trace(path: Path) -> None:
+    bus = EmbeddedBus(path, partitions=1, busy_timeout_s=20)
+    prod = bus.producer()
+    prod.produce("t.txn", None, b"committed-0")
+    prod.flush()
+    holder = Proc("hold_write_lock.py", str(path), "t.txn")
+    try:
+        assert holder.next_line(60) == "INTXN", "".join(holder.stderr)
+    finally:
+        holder.kill()
+    # The dead process's lock is gone and its uncommitted write was rolled back.
+    prod.produce("t.txn", None, b"committed-1")
+    prod.flush()
+    assert bus.end_offsets("t.txn") == {0: 2}
+    cons = bus.consumer("g", ["t.txn"])
+    got = consume_until(cons, lambda got: len(got) >= 2)
+    assert [m.value for m in got] == [b"committed-0", b"committed-1"]
+    assert bus._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    cons.close()
+    prod.close()
+    bus.close()
