@@ -1,4 +1,4 @@
-"""Rules validation: the golden demo file passes; one bad file per error, each with file and line."""
+"""Rules validation: the golden file passes; one bad file per error, each with file and line."""
 
 from __future__ import annotations
 
