@@ -74,7 +74,9 @@ class FeedScheduler:
         if st.next_due is not None and st.next_due > now and st.location == feed.location:
             # Keep a backoff (or a long TTL) across restarts instead of hammering at start.
             return st.next_due - now
-        return self._rng.random() * self.first_run_spread_s
+        # Spread the first pass so that a registry of many feeds does not start in one burst.
+        interval = feed.interval_s or self.collector.config.interval_s
+        return self._rng.random() * min(self.first_run_spread_s, interval)
 
     def sync(self, feeds: Iterable[FeedConfig]) -> dict[str, list[str]]:
         """Make the jobs match ``feeds``; returns the ids added, changed and removed."""

@@ -26,7 +26,9 @@ TOPIC = "riskwire.news.raw"
 
 
 class FakeClock:
-    def __init__(self, start: float = 1_795_000_000.0) -> None:
+    """Unix seconds, starting at 2026-11-25T00:00Z (after the fixtures' dates)."""
+
+    def __init__(self, start: float = 1_795_564_800.0) -> None:
         self.now = start
 
     def __call__(self) -> float:
