@@ -237,6 +237,16 @@ def test_prometheus_scrapes_the_daemon_and_loads_the_rules(
     assert build[0]["metric"]["bus"] == "embedded"
     assert build[0]["metric"]["version"]
 
+    # honor_labels: each role's riskwire_role_up keeps its own role label; the target's
+    # role="all" does not overwrite it (nor is it renamed exported_role).
+    def roles_up() -> set[str] | None:
+        series = query(client, 'riskwire_role_up{job="riskwire"}')
+        assert all("exported_role" not in s["metric"] for s in series), series
+        roles = {s["metric"]["role"] for s in series}
+        return roles if roles == {"collector", "worker", "alerter"} else None
+
+    wait_for(roles_up, 30, "riskwire_role_up for collector, worker and alerter")
+
     # Every rule of the file is loaded and has evaluated once without error.
     shipped = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     want = {g["name"]: len(g["rules"]) for g in shipped["groups"]}
