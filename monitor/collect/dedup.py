@@ -1,9 +1,11 @@
 """Dedup and novelty: is this item new, and how new is its story for each entity it names?
 
 An item is a duplicate when its id, its canonical URL, or (within the near-duplicate window) its
-headline's word set matches one already published or in flight. Checks reserve the item, so two
-feeds polled at once cannot both publish one story; a failed publish releases the reservation,
-a successful one is committed to the state file by the caller.
+headline's word set matches one already published or in flight. Near-duplicates must also be
+about the same entities: "Solano Foods cuts outlook" is not a copy of "Atlas Retail cuts
+outlook", so two items that both name watchlist entities, but no entity in common, never match.
+Checks reserve the item, so two feeds polled at once cannot both publish one story; a failed
+publish releases the reservation, a successful one is committed to the state file by the caller.
 
 Novelty (per entity, in [0, 1]): 1 for a story the entity has not had, lower for each related
 story of the same entity in the last ``window`` (default 24 h):
@@ -73,6 +75,7 @@ class Deduper:
         self._recent: deque[_Entry] = deque()  # in seen order, for expiry from the LSH index
         self._by_entity: dict[str, deque[_Entry]] = {}
         self._reserved: dict[str, tuple[Candidate, _Entry]] = {}
+        self._entities: dict[str, tuple[str, ...]] = {}  # id -> entities, for the LSH window
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -92,6 +95,7 @@ class Deduper:
         if now - row.seen_ts <= self.window_s:
             entry = _Entry(row.id, row.words, row.event_ts, row.seen_ts)
             self._index.add(row.id, row.words)
+            self._entities[row.id] = row.entities
             self._recent.append(entry)
             for e in row.entities:
                 self._by_entity.setdefault(e, deque()).append(entry)
@@ -101,6 +105,7 @@ class Deduper:
             old = self._recent.popleft()
             if old.id not in self._reserved:
                 self._index.remove(old.id)
+                self._entities.pop(old.id, None)
         for entity in list(self._by_entity):
             q = self._by_entity[entity]
             while q and now - q[0].seen_ts > self.window_s:
@@ -138,6 +143,10 @@ class Deduper:
             score *= 1.0 - j
         return per, round(max(0.0, min(1.0, score)), 4)
 
+    @staticmethod
+    def _same_subject(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+        return not a or not b or not set(a).isdisjoint(b)
+
     def check(self, c: Candidate, now: float) -> Verdict:
         """Decide, and reserve the item when it is new (then ``commit`` or ``release`` it)."""
         words = shingles(c.title)
@@ -155,7 +164,11 @@ class Deduper:
                 reason = "same_url"
                 of = next(k for k, (r, _) in self._reserved.items() if r.url == c.url)
             elif len(words) >= 3:
-                near = self._index.near(words, self.near_dup_jaccard, band_keys(words))
+                near = [
+                    (key, j)
+                    for key, j in self._index.near(words, self.near_dup_jaccard, band_keys(words))
+                    if self._same_subject(c.entities, self._entities.get(key, ()))
+                ]
                 if near:
                     reason, (of, sim) = "near_duplicate", near[0]
             if reason is not None:
@@ -163,6 +176,7 @@ class Deduper:
             entry = _Entry(c.id, words, c.event_ts, now)
             self._reserved[c.id] = (c, entry)
             self._index.add(c.id, words)
+            self._entities[c.id] = c.entities
             for e in c.entities:
                 self._by_entity.setdefault(e, deque()).append(entry)
             return Verdict(True, None, None, None, novelty, item_novelty, words)
@@ -187,6 +201,7 @@ class Deduper:
                     continue
                 c, entry = reserved
                 self._index.remove(item_id)
+                self._entities.pop(item_id, None)
                 for e in c.entities:
                     q = self._by_entity.get(e)
                     if q is not None and entry in q:
