@@ -83,7 +83,7 @@ class ScoreConfig(BaseModel):
         default=3, ge=0, description="shorter text (after trimming) is skipped: empty_text"
     )
     max_junk_ratio: float = Field(
-        default=0.3,
+        default=0.1,
         gt=0.0,
         le=1.0,
         description="skip text whose share of control/replacement/private-use characters "

@@ -277,7 +277,7 @@ class Worker:
     @staticmethod
     def _describe(model: LoadedModel) -> dict[str, str]:
         return {
-            "name": model.info.name,
+            "model": model.info.name,
             "version": model.info.version,
             "sha256": model.info.sha256,
             "variant": model.plan.variant,
