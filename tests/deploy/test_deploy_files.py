@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -327,4 +328,7 @@ def test_dockerfile_runtime_image(name: str) -> None:
         assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
     else:
         assert "nvidia/cuda:" in text and "cudnn" in text
-        assert ".[gpu]" in text and "onnxruntime-gpu" in text
+        assert ".[gpu]" in text
+        with (ROOT / "pyproject.toml").open("rb") as f:
+            (pin,) = tomllib.load(f)["project"]["optional-dependencies"]["gpu"]
+        assert f"'{pin}'" in text, f"Dockerfile.gpu must reinstall {pin}, the gpu extra's pin"
