@@ -277,9 +277,21 @@ def test_prometheus_scrapes_the_daemon_and_loads_the_rules(
     states = wait_for(active, 30, "RiskwireWorkerWithoutModel to go pending")
     assert states == {"RiskwireWorkerWithoutModel": "pending"}
 
-    # Every dashboard query is valid PromQL for this Prometheus (a 400 fails `query`).
-    for _title, expr in dashboard_exprs():
+    # A recording rule over a real series: the alerter's consumer group reports its lag.
+    lag = wait_for(lambda: query(client, "riskwire:consumer_lag:sum"), 30, "consumer lag rule")
+    assert {"topic": "riskwire.news.scored", "group": "riskwire-alerter"} in [
+        {k: v for k, v in s["metric"].items() if k != "__name__"} for s in lag
+    ]
+
+    # Every dashboard query is valid PromQL for this Prometheus (a 400 fails `query`), and one
+    # whose series all exist here returns something (a wrong label or matcher would not).
+    present = set(client.get("/api/v1/label/__name__/values").json()["data"])
+    # (A rate needs two scrapes of a series, and the worker's series appear when it starts.)
+    for title, expr in dashboard_exprs():
         query(client, expr)
+        names = set(re.findall(r"riskwire_[a-z0-9_]+", expr))
+        if names <= present and "riskwire:" not in expr:
+            wait_for(lambda e=expr: query(client, e), 15, f"data for panel {title!r}: {expr}")
 
     assert stop(proc) == 0, f"daemon did not exit cleanly:\n{tap.tail()}"
     assert any(ev.get("event") == "stopped" for ev in tap.events())
