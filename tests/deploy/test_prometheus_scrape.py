@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -291,7 +292,7 @@ def test_prometheus_scrapes_the_daemon_and_loads_the_rules(
         query(client, expr)
         names = set(re.findall(r"riskwire_[a-z0-9_]+", expr))
         if names <= present and "riskwire:" not in expr:
-            wait_for(lambda e=expr: query(client, e), 15, f"data for panel {title!r}: {expr}")
+            wait_for(partial(query, client, expr), 15, f"data for panel {title!r}: {expr}")
 
     assert stop(proc) == 0, f"daemon did not exit cleanly:\n{tap.tail()}"
     assert any(ev.get("event") == "stopped" for ev in tap.events())
