@@ -35,9 +35,6 @@ _CODEC_PACKAGES = {
     "lz4": (kafka_codec.has_lz4, "lz4"),
     "zstd": (kafka_codec.has_zstd, "zstandard"),
 }
-# Records checked for failure are dropped from the pending list beyond this many, so a producer
-# that is rarely flushed does not keep every future alive.
-_PRUNE_AT = 200_000
 
 
 def _client_options(config: KafkaBusConfig) -> dict[str, Any]:
@@ -72,12 +69,18 @@ def check_compression(config: KafkaBusConfig) -> str | None:
 
 
 class KafkaProducerAdapter:
-    """An idempotent, batching producer. ``produce`` queues; ``flush`` is the durability point."""
+    """An idempotent, batching producer. ``produce`` queues; ``flush`` is the durability point.
+
+    Delivery is tracked per record *batch*, not per record: kafka-python completes one
+    produce future per batch (its third value is a per-record error function when the batch
+    failed), so holding those instead of 100k record futures keeps the garbage collector's work
+    (measured: twice the GC time with record futures) off the hot path.
+    """
 
     def __init__(self, bus: KafkaBus, producer: KafkaProducer) -> None:
         self._bus = bus
         self._producer = producer
-        self._pending: list[Any] = []
+        self._batches: dict[Any, None] = {}  # produce futures of batches not yet checked
         self._failed = 0
         self._first_error: BaseException | None = None
         self._closed = False
@@ -91,50 +94,53 @@ class KafkaProducerAdapter:
             key = key.encode("utf-8")
         try:
             future = self._producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
-        except kafka_errors.KafkaError as exc:
+        except (kafka_errors.KafkaError, TypeError, ValueError) as exc:
+            # TypeError: a value or key that is not bytes; ValueError: a bad topic name.
             raise BusError(f"kafka: cannot queue a record for topic {topic!r}: {exc}") from exc
-        pending = self._pending
-        pending.append(future)
-        if len(pending) >= _PRUNE_AT:
-            self._prune()
-
-    def _prune(self) -> None:
-        keep = []
-        for f in self._pending:
-            if not f.is_done:
-                keep.append(f)
-            elif f.exception is not None:
-                self._record_failure(f.exception)
-        self._pending = keep
+        if future.exception is not None:  # failed before it reached a batch (e.g. metadata)
+            self._record_failure(future.exception)
+            return
+        self._batches[future._produce_future] = None
 
     def _record_failure(self, exc: BaseException) -> None:
         self._failed += 1
         if self._first_error is None:
             self._first_error = exc
 
+    def _check_batches(self) -> int:
+        """Record the failures among completed batches; return how many are still pending."""
+        pending: dict[Any, None] = {}
+        for batch in self._batches:
+            if not batch.is_done:
+                pending[batch] = None
+                continue
+            record_errors = batch.value[2] if batch.exception is None else None
+            if batch.exception is not None:
+                self._record_failure(batch.exception)
+            elif record_errors is not None:
+                self._record_failure(record_errors(0))
+        self._batches = pending
+        return len(pending)
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued record is acknowledged (acks=all); BusError if any failed."""
         try:
             self._producer.flush(timeout=timeout)
         except kafka_errors.KafkaTimeoutError as exc:
-            waiting = sum(1 for f in self._pending if not f.is_done)
+            waiting = self._check_batches()
             raise BusError(
-                f"kafka: flush timed out after {timeout}s with {waiting} record(s) not yet "
-                f"acknowledged by {self._bus.bootstrap}"
+                f"kafka: flush timed out after {timeout}s with {waiting} record batch(es) not "
+                f"yet acknowledged by {self._bus.bootstrap}"
             ) from exc
-        total = len(self._pending)
-        for f in self._pending:
-            if f.exception is not None:
-                self._record_failure(f.exception)
-            elif not f.is_done:  # flush returned, so this cannot happen; never report it as sent
-                self._record_failure(BusError("record still pending after flush"))
-        self._pending = []
+        if self._check_batches():  # flush returned, so none can be left: never call them sent
+            self._record_failure(BusError("record batch still pending after flush"))
+            self._batches = {}
         if self._failed:
             failed, first = self._failed, self._first_error
             self._failed, self._first_error = 0, None
             raise BusError(
-                f"kafka: {failed} record(s) were not acknowledged by {self._bus.bootstrap} "
-                f"(of {total} in this flush); first error: {first}"
+                f"kafka: {failed} record batch(es) were not acknowledged by "
+                f"{self._bus.bootstrap}; first error: {first}"
             ) from first
 
     def close(self) -> None:
@@ -206,17 +212,33 @@ class KafkaConsumerAdapter:
     # --- offsets ------------------------------------------------------------------------------
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit offsets of partitions this member owns; others are ignored and logged.
+
+        The broker checks only the member's generation, not who owns a partition, so without
+        this filter a member could overwrite the progress of a partition's current owner.
+        """
         try:
             if offsets is None:
                 self._consumer.commit(timeout_ms=self._timeout_ms)
-            else:
-                self._consumer.commit(
-                    {
-                        KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
-                        for tp, off in offsets.items()
-                    },
-                    timeout_ms=self._timeout_ms,
-                )
+                return
+            owned = self._consumer.assignment()
+            wanted: dict[KafkaTP, OffsetAndMetadata] = {}
+            for tp, off in offsets.items():
+                ktp = KafkaTP(tp.topic, tp.partition)
+                if ktp in owned:
+                    wanted[ktp] = OffsetAndMetadata(off, "", -1)
+                else:
+                    log.warning(
+                        "commit ignored for a partition this member does not own",
+                        extra={
+                            "group": self._group,
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "offset": off,
+                        },
+                    )
+            if wanted:
+                self._consumer.commit(wanted, timeout_ms=self._timeout_ms)
         except (
             kafka_errors.CommitFailedError,
             kafka_errors.RebalanceInProgressError,
