@@ -150,42 +150,61 @@ def scrape_config(target: str) -> dict[str, Any]:
     }
 
 
+def _ready(proc: subprocess.Popen[bytes], client: httpx.Client) -> bool | str:
+    """True once Prometheus answers /-/ready, "exited" if it died, else False (keep waiting)."""
+    if proc.poll() is not None:
+        return "exited"
+    try:
+        return client.get("/-/ready").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def start_prometheus(
+    cfg: Path, workdir: Path
+) -> tuple[subprocess.Popen[bytes], httpx.Client, Path]:
+    """Start Prometheus on a free port and wait for /-/ready.
+
+    The port is free when chosen but another process may take it before Prometheus binds: that
+    one failure is retried on a new port, anything else fails the test with Prometheus's log.
+    """
+    assert PROMETHEUS is not None
+    for attempt in range(3):
+        web = free_port()
+        log = workdir / f"prometheus-{attempt}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={cfg}",
+                    f"--storage.tsdb.path={workdir / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{web}",
+                    "--log.level=warn",
+                ],
+                cwd=workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        client = httpx.Client(base_url=f"http://127.0.0.1:{web}", timeout=5.0)
+
+        if wait_for(partial(_ready, proc, client), 30, "Prometheus /-/ready") is True:
+            return proc, client, log
+        client.close()
+        text = log.read_text(errors="replace")
+        if "address already in use" not in text:
+            raise AssertionError(f"prometheus exited with {proc.returncode}:\n{text}")
+    raise AssertionError("prometheus found no free port in 3 tries")
+
+
 @pytest.fixture
 def prometheus(
     tmp_path: Path, daemon: tuple[subprocess.Popen[bytes], int, LineTap]
 ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client, Path]]:
-    assert PROMETHEUS is not None
     _, port, _ = daemon
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text(yaml.safe_dump(scrape_config(f"127.0.0.1:{port}")), encoding="utf-8")
-    web = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{web}",
-                "--log.level=warn",
-            ],
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{web}", timeout=5.0)
+    proc, client, log = start_prometheus(cfg, tmp_path)
     try:
-
-        def ready() -> bool:
-            assert proc.poll() is None, (
-                f"prometheus exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
-            )
-            try:
-                return client.get("/-/ready").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, 30, "Prometheus /-/ready")
         yield proc, client, log
     finally:
         client.close()
