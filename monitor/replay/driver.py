@@ -36,7 +36,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from monitor.alerts.config import _AlertsDoc
@@ -76,15 +75,10 @@ class EventOrder:
         self._seq += 1
         if self.capacity is None or len(self._heap) <= self.capacity:
             return []
-        return [self._pop()]
+        return [self.pop()]
 
-    def drain(self) -> list[NewsItem]:
-        out = []
-        while self._heap:
-            out.append(self._pop())
-        return out
-
-    def _pop(self) -> NewsItem:
+    def pop(self) -> NewsItem:
+        """The oldest record held (at the end of the input, whatever the capacity)."""
         ts, _, item = heapq.heappop(self._heap)
         if ts < self._last:
             self.out_of_order += 1
@@ -231,20 +225,20 @@ class Replay:
                     continue
                 rep.read += 1
                 for item in self.order.push(rec):
-                    self._feed(item, stop)
+                    self._feed(item)
                 self._maybe_progress()
-            if stop.is_set():
-                rep.interrupted = True
-            if rep.interrupted:
-                rep.dropped_on_stop = len(self.order)
-            else:
-                for item in self.order.drain():
-                    self._feed(item, stop)
+            if not rep.interrupted:
+                # A full sort scores everything here, so Ctrl-C must be honoured here too.
+                while len(self.order) and not stop.is_set():
+                    self._feed(self.order.pop())
+                    self._maybe_progress()
+                rep.interrupted = len(self.order) > 0
+            rep.dropped_on_stop = len(self.order)
         finally:
             self._finish()
         return rep
 
-    def _feed(self, item: NewsItem, stop: threading.Event) -> None:
+    def _feed(self, item: NewsItem) -> None:
         seq = self._seq
         self._seq += 1
         for lane in self.lanes:
@@ -291,7 +285,7 @@ class Replay:
         if self.progress is None:
             return
         now = self.clock()
-        n = self.report.read
+        n = self.report.read + self._seq
         if (
             n - self._last_progress_n >= self.progress_every_items
             or now - self._last_progress >= self.progress_every_s
@@ -303,11 +297,11 @@ class Replay:
 
     def _finish(self) -> None:
         try:
-            for lane in self.lanes:
+            for i, lane in enumerate(self.lanes):
                 for seq, rec in lane.scorer.finish(timeout=60.0):
                     lane.handle(rec)
                     self._note(seq, rec)
-                    self._track(self.lanes.index(lane), seq, rec)
+                    self._track(i, seq, rec)
         finally:
             for lane in self.lanes:
                 lane.writer.close()
@@ -342,10 +336,6 @@ class Replay:
                     key=lambda d: d["starts_at"],
                 ),
             }
-
-
-def event_span(report: ReplayReport) -> tuple[datetime | None, datetime | None]:
-    return report.first_event, report.last_event
 
 
 def output_dirs(out: Path, compare: bool) -> list[Path]:

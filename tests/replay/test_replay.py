@@ -24,6 +24,7 @@ from monitor.cli import main
 from monitor.config import load_config
 from monitor.replay.driver import Replay
 from monitor.replay.readers import Read, read_jsonl
+from monitor.replay.report import progress_line
 from monitor.replay.writers import ITEM_COLUMNS, ReplayWriter
 from monitor.score.model import load_model
 
@@ -375,3 +376,35 @@ def test_missing_embedded_log_is_a_clear_error(
 
 def test_cluster_size_is_larger_than_rule_count() -> None:
     assert CLUSTER_SIZE > RULE_COUNT
+
+
+def test_stop_while_scoring_a_fully_sorted_archive(
+    setup: dict[str, Path], headlines: Headlines, replay_model: Path
+) -> None:
+    items, _ = archive_items(headlines, n_noise=300)
+    cfg = load_config(setup["config"])
+    stop = threading.Event()
+    lines: list[str] = []
+
+    def progress(rep: Any) -> None:
+        lines.append(progress_line(rep))
+        if rep.processed >= 40:
+            stop.set()  # Ctrl-C after the read, while the sorted records are being scored
+
+    writer = ReplayWriter(setup["tmp"] / "out", "csv")
+    replay = Replay(
+        [load_model(replay_model, cfg.score)],
+        [writer],
+        load_rules_file(setup["rules"]),
+        cfg.score,
+        reorder_capacity=None,
+        source="test",
+        progress=progress,
+        progress_every_items=10,
+    )
+    rep = replay.run(read_jsonl([write_jsonl(setup["tmp"] / "a.jsonl", items)]), stop)
+    assert rep.interrupted and rep.read == len(items)
+    assert 40 <= rep.processed < len(items)
+    assert rep.processed + rep.dropped_on_stop == len(items)
+    assert len(_rows(setup["tmp"] / "out" / "items.csv")) == rep.processed
+    assert lines and lines[0].startswith("replay: ")
