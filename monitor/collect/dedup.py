@@ -12,6 +12,10 @@ story of the same entity in the last ``window`` (default 24 h):
 ``novelty = prod(1 - jaccard(story, other) * (1 - age / window))`` over the entity's recent
 stories with a Jaccard of at least 0.2. A verbatim copy an hour later scores about 0.04; the tenth
 follow-up of one story scores near 0; yesterday's story barely counts.
+
+Related stories are found through a per-entity inverted index of headline words, skipping the
+words that most of the entity's stories share (its own name), so the cost of a novelty score
+grows with the number of *related* stories, not with all of the entity's news.
 """
 
 from __future__ import annotations
@@ -55,6 +59,50 @@ class _Entry:
     seen_ts: float
 
 
+class _EntityNews:
+    """One entity's recent stories, with an inverted index of their words."""
+
+    def __init__(self) -> None:
+        self.entries: deque[_Entry] = deque()
+        self.postings: dict[str, set[str]] = {}
+        self.by_id: dict[str, _Entry] = {}
+
+    def add(self, entry: _Entry) -> None:
+        self.entries.append(entry)
+        self.by_id[entry.id] = entry
+        for w in entry.words:
+            self.postings.setdefault(w, set()).add(entry.id)
+
+    def _unindex(self, entry: _Entry) -> None:
+        self.by_id.pop(entry.id, None)
+        for w in entry.words:
+            ids = self.postings.get(w)
+            if ids is not None:
+                ids.discard(entry.id)
+                if not ids:
+                    del self.postings[w]
+
+    def remove(self, entry: _Entry) -> None:
+        if entry.id in self.by_id:
+            self._unindex(entry)
+            self.entries.remove(entry)
+
+    def expire(self, cutoff: float) -> None:
+        while self.entries and self.entries[0].seen_ts < cutoff:
+            self._unindex(self.entries.popleft())
+
+    def related(self, words: frozenset[str]) -> list[_Entry]:
+        """Entries sharing at least one distinctive word with ``words``."""
+        n = len(self.by_id)
+        common = max(8, n // 3)
+        ids: set[str] = set()
+        for w in words:
+            posting = self.postings.get(w)
+            if posting and len(posting) <= common:
+                ids |= posting
+        return [self.by_id[i] for i in ids]
+
+
 class Deduper:
     def __init__(
         self,
@@ -73,7 +121,7 @@ class Deduper:
         self._urls: dict[str, str] = {}
         self._index = LshIndex()
         self._recent: deque[_Entry] = deque()  # in seen order, for expiry from the LSH index
-        self._by_entity: dict[str, deque[_Entry]] = {}
+        self._by_entity: dict[str, _EntityNews] = {}
         self._reserved: dict[str, tuple[Candidate, _Entry]] = {}
         self._entities: dict[str, tuple[str, ...]] = {}  # id -> entities, for the LSH window
 
@@ -98,7 +146,7 @@ class Deduper:
             self._entities[row.id] = row.entities
             self._recent.append(entry)
             for e in row.entities:
-                self._by_entity.setdefault(e, deque()).append(entry)
+                self._by_entity.setdefault(e, _EntityNews()).add(entry)
 
     def _expire(self, now: float) -> None:
         while self._recent and now - self._recent[0].seen_ts > self.window_s:
@@ -107,10 +155,9 @@ class Deduper:
                 self._index.remove(old.id)
                 self._entities.pop(old.id, None)
         for entity in list(self._by_entity):
-            q = self._by_entity[entity]
-            while q and now - q[0].seen_ts > self.window_s:
-                q.popleft()
-            if not q:
+            news = self._by_entity[entity]
+            news.expire(now - self.window_s)
+            if not news.entries:
                 del self._by_entity[entity]
 
     def prune_ids(self, now: float) -> None:
@@ -123,7 +170,8 @@ class Deduper:
         per: dict[str, float] = {}
         for entity in c.entities:
             score = 1.0
-            for other in self._by_entity.get(entity, ()):
+            news = self._by_entity.get(entity)
+            for other in news.related(words) if news is not None else ():
                 if other.id == c.id:
                     continue
                 age = abs(c.event_ts - other.event_ts)
@@ -154,6 +202,7 @@ class Deduper:
             self._expire(now)
             novelty, item_novelty = self._novelty(c, words)
             reason: str | None = None
+            keys: list[int] | None = None
             of: str | None = None
             sim: float | None = None
             if c.id in self._ids or c.id in self._reserved:
@@ -164,9 +213,10 @@ class Deduper:
                 reason = "same_url"
                 of = next(k for k, (r, _) in self._reserved.items() if r.url == c.url)
             elif len(words) >= 3:
+                keys = band_keys(words)
                 near = [
                     (key, j)
-                    for key, j in self._index.near(words, self.near_dup_jaccard, band_keys(words))
+                    for key, j in self._index.near(words, self.near_dup_jaccard, keys)
                     if self._same_subject(c.entities, self._entities.get(key, ()))
                 ]
                 if near:
@@ -175,10 +225,10 @@ class Deduper:
                 return Verdict(False, reason, of, sim, novelty, item_novelty, words)
             entry = _Entry(c.id, words, c.event_ts, now)
             self._reserved[c.id] = (c, entry)
-            self._index.add(c.id, words)
+            self._index.add(c.id, words, keys)
             self._entities[c.id] = c.entities
             for e in c.entities:
-                self._by_entity.setdefault(e, deque()).append(entry)
+                self._by_entity.setdefault(e, _EntityNews()).add(entry)
             return Verdict(True, None, None, None, novelty, item_novelty, words)
 
     def commit(self, ids: list[str]) -> None:
@@ -203,6 +253,6 @@ class Deduper:
                 self._index.remove(item_id)
                 self._entities.pop(item_id, None)
                 for e in c.entities:
-                    q = self._by_entity.get(e)
-                    if q is not None and entry in q:
-                        q.remove(entry)
+                    news = self._by_entity.get(e)
+                    if news is not None:
+                        news.remove(entry)

@@ -1,7 +1,11 @@
-"""Publishing news items to the raw topic: produce every record, then flush, under one lock.
+"""Publishing news items to the raw topic, with group commit.
 
-Feeds are polled on several threads; one lock keeps each batch's produce+flush together so a
-flush acknowledges exactly the batch that asked for it (a producer is not assumed thread-safe).
+Feeds are polled on several threads and each poll must know that its items are durable before it
+writes them to the seen-set. A flush per poll would serialise every poll behind one fsync, so
+polls share flushes: each poll produces its records and takes a sequence number; whoever gets
+the flush lock flushes everything produced so far, and a poll whose number is already covered
+by a finished flush returns without flushing again. ``publish`` still returns only once the
+caller's records are acknowledged (or raises BusError, and the caller retries later).
 """
 
 from __future__ import annotations
@@ -18,14 +22,27 @@ class Publisher:
         self.producer = producer
         self.topic = topic
         self.flush_timeout_s = flush_timeout_s
-        self._lock = threading.Lock()
+        self._seq_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._produced = 0
+        self._flushed = 0
+        self.flushes = 0
 
     def publish(self, items: Sequence[NewsItem]) -> None:
         """Returns only once every item is durably on the bus; raises BusError otherwise."""
         if not items:
             return
-        with self._lock:
+        with self._seq_lock:
             for item in items:
                 ts = int(item.published_at.timestamp() * 1000)
                 self.producer.produce(self.topic, item.key, item.to_json(), timestamp_ms=ts)
+            self._produced += 1
+            seq = self._produced
+        with self._flush_lock:
+            if self._flushed >= seq:
+                return  # a flush that started after our produce has already finished
+            with self._seq_lock:
+                target = self._produced
             self.producer.flush(self.flush_timeout_s)
+            self.flushes += 1
+            self._flushed = target

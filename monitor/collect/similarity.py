@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import defaultdict
 from collections.abc import Iterable
 
 import numpy as np
@@ -40,6 +39,8 @@ _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _rng = np.random.default_rng(20260401)
 _A = _rng.integers(1, 2**63 - 1, size=_BANDS * _ROWS, dtype=np.uint64) | np.uint64(1)
 _B = _rng.integers(0, 2**63 - 1, size=_BANDS * _ROWS, dtype=np.uint64)
+_BAND_SALT = _rng.integers(1, 2**63 - 1, size=_BANDS, dtype=np.uint64)
+_FOLD = np.uint64(0x9E3779B97F4A7C15)
 del _rng
 
 
@@ -69,24 +70,30 @@ def _token_hash(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
 
 
-def band_keys(words: frozenset[str]) -> list[bytes]:
-    """One LSH key per band (empty for an empty set)."""
+def band_keys(words: frozenset[str]) -> list[int]:
+    """One LSH key per band (empty for an empty set), as plain ints to keep the index small."""
     if not words:
         return []
     h = np.fromiter((_token_hash(t) for t in words), dtype=np.uint64, count=len(words))
     with np.errstate(over="ignore"):
         # Multiply-add modulo 2**64 is a universal family; the high bits are the well mixed ones.
         perm = (_A[:, None] * h[None, :] + _B[:, None]) & _MASK64
-    sig = (perm >> np.uint64(16)).min(axis=1).reshape(_BANDS, _ROWS)
-    return [i.to_bytes(1, "big") + row.tobytes() for i, row in enumerate(sig)]
+        sig = (perm >> np.uint64(16)).min(axis=1).reshape(_BANDS, _ROWS)
+        # Fold each band's rows into one 64-bit key, salted by the band number.
+        key = _BAND_SALT.copy()
+        for r in range(_ROWS):
+            key = key * _FOLD + sig[:, r]
+    out: list[int] = key.tolist()
+    return out
 
 
 class LshIndex:
     """Near-duplicate lookup over (key, word set) pairs."""
 
     def __init__(self) -> None:
-        self._buckets: dict[bytes, set[str]] = defaultdict(set)
-        self._items: dict[str, tuple[frozenset[str], list[bytes]]] = {}
+        # Most buckets hold one key: store it bare, and only make a set on a collision.
+        self._buckets: dict[int, str | set[str]] = {}
+        self._items: dict[str, tuple[frozenset[str], tuple[int, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -94,37 +101,56 @@ class LshIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
-    def add(self, key: str, words: frozenset[str], keys: list[bytes] | None = None) -> None:
+    def add(self, key: str, words: frozenset[str], keys: list[int] | None = None) -> None:
         if key in self._items:
             self.remove(key)
-        keys = band_keys(words) if keys is None else keys
-        self._items[key] = (words, keys)
-        for k in keys:
-            self._buckets[k].add(key)
+        band = tuple(band_keys(words) if keys is None else keys)
+        self._items[key] = (words, band)
+        buckets = self._buckets
+        for k in band:
+            cur = buckets.get(k)
+            if cur is None:
+                buckets[k] = key
+            elif isinstance(cur, str):
+                if cur != key:
+                    buckets[k] = {cur, key}
+            else:
+                cur.add(key)
 
     def remove(self, key: str) -> None:
         entry = self._items.pop(key, None)
         if entry is None:
             return
+        buckets = self._buckets
         for k in entry[1]:
-            bucket = self._buckets.get(k)
-            if bucket is not None:
-                bucket.discard(key)
-                if not bucket:
-                    del self._buckets[k]
+            cur = buckets.get(k)
+            if cur is None:
+                continue
+            if isinstance(cur, str):
+                if cur == key:
+                    del buckets[k]
+            else:
+                cur.discard(key)
+                if len(cur) == 1:
+                    buckets[k] = next(iter(cur))
+                elif not cur:
+                    del buckets[k]
 
     def words(self, key: str) -> frozenset[str]:
         return self._items[key][0]
 
     def near(
-        self, words: frozenset[str], threshold: float, keys: Iterable[bytes] | None = None
+        self, words: frozenset[str], threshold: float, keys: Iterable[int] | None = None
     ) -> list[tuple[str, float]]:
         """Keys whose Jaccard with ``words`` is at least ``threshold``, most similar first."""
         keys = band_keys(words) if keys is None else keys
         seen: set[str] = set()
         out: list[tuple[str, float]] = []
         for k in keys:
-            for key in self._buckets.get(k, ()):
+            cur = self._buckets.get(k)
+            if cur is None:
+                continue
+            for key in (cur,) if isinstance(cur, str) else cur:
                 if key in seen:
                     continue
                 seen.add(key)
