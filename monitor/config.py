@@ -66,7 +66,7 @@ class EmbeddedBusConfig(Strict):
 
 class KafkaBusConfig(Strict):
     bootstrap: str = Field(
-        default_factory=lambda: os.environ.get("RISKWIRE_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+        default=DEFAULT_KAFKA_BOOTSTRAP,
         description="host:port[,host:port]; default $RISKWIRE_KAFKA_BOOTSTRAP or 127.0.0.1:19092",
     )
     client_id: str = Field(default="riskwire", description="client id prefix seen by the brokers")
@@ -290,6 +290,7 @@ def load_config(
     ]
 
     env_keys: dict[tuple[str, ...], str] = {}
+
     for key_path, value, var in _env_overrides(env):
         _set_path(doc, key_path, value)
         env_keys[key_path] = var
@@ -304,7 +305,20 @@ def load_config(
         raise ConfigError(problems, source) from exc
     if problems:
         raise ConfigError(problems, source)
-    return config
+    return _default_cluster(config, env.get("RISKWIRE_KAFKA_BOOTSTRAP"))
+
+
+def _default_cluster(config: Config, bootstrap: str | None) -> Config:
+    """Use $RISKWIRE_KAFKA_BOOTSTRAP when the file names no cluster.
+
+    Applied after validation so that the variable alone never switches the bus to Kafka: it says
+    where the cluster is, ``bus.kind`` / ``RISKWIRE_BUS`` say whether to use it.
+    """
+    kafka = config.bus.kafka
+    if not bootstrap or "bootstrap" in kafka.model_fields_set:
+        return config
+    bus = config.bus.model_copy(update={"kafka": kafka.model_copy(update={"bootstrap": bootstrap})})
+    return config.model_copy(update={"bus": bus})
 
 
 def masked_dump(config: Config) -> dict[str, Any]:

@@ -95,18 +95,14 @@ def test_bad_override_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_kafka_bootstrap_env_is_the_default_cluster(tmp_path: Path) -> None:
-    import os
-
-    old = os.environ.get("RISKWIRE_KAFKA_BOOTSTRAP")
-    os.environ["RISKWIRE_KAFKA_BOOTSTRAP"] = "10.1.2.3:9092"
-    try:
-        config = load_config(write(tmp_path, "bus:\n  kind: kafka\n"), env={})
-    finally:
-        if old is None:
-            del os.environ["RISKWIRE_KAFKA_BOOTSTRAP"]
-        else:
-            os.environ["RISKWIRE_KAFKA_BOOTSTRAP"] = old
+    env = {"RISKWIRE_KAFKA_BOOTSTRAP": "10.1.2.3:9092"}
+    config = load_config(write(tmp_path, "bus:\n  kind: kafka\n"), env=env)
     assert config.bus.kafka.bootstrap == "10.1.2.3:9092"
+    named = load_config(write(tmp_path, "bus:\n  kafka:\n    bootstrap: k9:9092\n"), env=env)
+    assert named.bus.kafka.bootstrap == "k9:9092"
+    assert load_config(write(tmp_path, ""), env={}).bus.kafka.bootstrap == "127.0.0.1:19092"
+    # The address alone does not switch the bus to Kafka.
+    assert load_config(write(tmp_path, ""), env=env).bus.kind == "embedded"
 
 
 def test_not_yaml_reports_the_line(tmp_path: Path) -> None:
