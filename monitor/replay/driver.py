@@ -30,6 +30,7 @@ Stopping
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import threading
 import time
@@ -41,7 +42,7 @@ from pathlib import Path
 from monitor.alerts.config import _AlertsDoc
 from monitor.alerts.engine import Engine
 from monitor.logs import get_logger
-from monitor.records import Alert, NewsItem, ScoredItem
+from monitor.records import Alert, NewsItem, ScoredItem, rfc3339
 from monitor.replay.errors import ReplayError
 from monitor.replay.readers import Read, Skipped
 from monitor.replay.report import AlertKey, LaneReport, ReplayReport
@@ -86,12 +87,31 @@ class EventOrder:
         return item
 
 
+def every_tag(model: LoadedModel) -> tuple[LoadedModel, dict[str, float]]:
+    """``model`` with a decoder that keeps every risk tag, and the model's real thresholds.
+
+    The worker keeps only the tags at or above their calibrated threshold; an analyst wants the
+    probability of every tag. Same session, same tokenizer: only the manifest the decoder reads
+    has its thresholds at 0. :func:`as_live` then restores exactly what the worker would emit.
+    """
+    real = {t: model.manifest.threshold(t) for t in model.manifest.labels.risk}
+    opened = model.manifest.model_copy(update={"thresholds": dict.fromkeys(real, 0.0)})
+    return dataclasses.replace(model, manifest=opened), real
+
+
+def as_live(rec: ScoredItem, thresholds: dict[str, float]) -> ScoredItem:
+    """The record the worker would have produced: tags below their threshold removed."""
+    kept = tuple(r for r in rec.risk if r.p >= thresholds.get(r.tag, 0.5))
+    return rec if len(kept) == len(rec.risk) else rec.model_copy(update={"risk": kept})
+
+
 class Scorer:
     """One model's scoring pipeline, with results handed back in submission order."""
 
     def __init__(self, model: LoadedModel, config: ScoreConfig) -> None:
         self.model = model
-        self.pipeline = ScoringPipeline(model, config).start()
+        view, self.thresholds = every_tag(model)
+        self.pipeline = ScoringPipeline(view, config).start()
         self._done: dict[int, ScoredItem] = {}
         self._next = 0
         self._submitted = 0
@@ -140,15 +160,15 @@ class Lane:
             self.labels[rec.sentiment.label] += 1
         else:
             self.unscored[reason[len(UNSCORED_PREFIX) :].split(":")[0]] += 1
-        self.writer.item(rec)
-        alerts = self.engine.process(rec)
+        live = as_live(rec, self.scorer.thresholds)
+        self.writer.item(rec, live)
+        alerts = self.engine.process(live)
         for a in alerts:
             self.writer.alert(a)
             self.alerts[(a.rule, a.severity, a.status)] += 1
             if a.status == "firing":
-                self.firing.setdefault(
-                    AlertKey(a.rule, a.entity or a.fingerprint), a.starts_at.isoformat()
-                )
+                key = a.entity or str(a.explain.get("group_key") or a.fingerprint)
+                self.firing.setdefault(AlertKey(a.rule, key), rfc3339(a.starts_at))
         return alerts
 
     def report(self) -> LaneReport:

@@ -104,6 +104,8 @@ def progress_line(rep: ReplayReport) -> str:
     lane = rep.lanes[0] if rep.lanes else None
     alerts = sum(lane.alerts.values()) if lane else 0
     last = rfc3339(rep.last_event) if rep.last_event else "-"
+    if rep.read and not rep.processed:
+        return f"replay: {rep.read:,} read, {rep.bad:,} bad | holding them to sort by event time"
     return (
         f"replay: {rep.read:,} read, {rep.processed:,} scored, {rep.bad:,} bad, {alerts:,} alerts"
         f" | {rep.throughput:,.0f} items/s | event time {last}"

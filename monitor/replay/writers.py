@@ -5,8 +5,9 @@ plus ``alerts.records.jsonl`` with each alert's full ``riskwire.alert/1`` record
 explanation as the desk would have received them). Rows are flushed every ``flush_every`` rows
 and on close, so an interrupted replay leaves readable files with what it had done.
 
-Risk columns: ``risk_<tag>`` holds the tag's probability when the model's calibrated threshold
-was met and is empty otherwise: the scoring path keeps only tags at or above their threshold.
+Risk columns: ``risk_<tag>`` holds every tag's probability (the replay decodes with thresholds
+at 0, see monitor.replay.driver.every_tag); ``risk_tags`` lists the tags at or above the model's
+calibrated thresholds, which is what the worker emits and what the rules see.
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ _FLOAT_COLUMNS = {"p_negative", "p_neutral", "p_positive", "polarity"} | {
 }
 
 
-def item_row(rec: ScoredItem) -> dict[str, Any]:
+def item_row(rec: ScoredItem, live: ScoredItem | None = None) -> dict[str, Any]:
+    """``rec`` with every tag's probability; ``live`` (default ``rec``) with the tags at or
+    above threshold, as the worker emits them (``risk_tags``)."""
+    live = live or rec
     probs = rec.sentiment.probs
     risk = {r.tag: r.p for r in rec.risk}
     unscored = next(
@@ -90,7 +94,7 @@ def item_row(rec: ScoredItem) -> dict[str, Any]:
     }
     for tag in RISK_TAGS:
         row[f"risk_{tag}"] = risk.get(tag)
-    row["risk_tags"] = ",".join(r.tag for r in rec.risk)
+    row["risk_tags"] = ",".join(r.tag for r in live.risk)
     row["flags"] = ",".join(rec.flags)
     row["unscored"] = unscored
     row["model_name"] = rec.model.name
@@ -248,8 +252,8 @@ class ReplayWriter:
     def paths(self) -> list[Path]:
         return [self.items.path, self.alerts.path, self.out_dir / "alerts.records.jsonl"]
 
-    def item(self, rec: ScoredItem) -> None:
-        self.items.write(item_row(rec))
+    def item(self, rec: ScoredItem, live: ScoredItem | None = None) -> None:
+        self.items.write(item_row(rec, live))
         self.n_items += 1
         self._tick()
 

@@ -26,6 +26,7 @@ from monitor.replay.driver import Replay
 from monitor.replay.readers import Read, read_jsonl
 from monitor.replay.report import progress_line
 from monitor.replay.writers import ITEM_COLUMNS, ReplayWriter
+from monitor.score.manifest import RISK_TAGS
 from monitor.score.model import load_model
 
 from .kit import (
@@ -408,3 +409,39 @@ def test_stop_while_scoring_a_fully_sorted_archive(
     assert rep.processed + rep.dropped_on_stop == len(items)
     assert len(_rows(setup["tmp"] / "out" / "items.csv")) == rep.processed
     assert lines and lines[0].startswith("replay: ")
+
+
+def test_every_risk_probability_is_written_but_rules_see_only_live_tags(
+    setup: dict[str, Path], headlines: Headlines, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items, _ = archive_items(headlines, n_noise=80)
+    archive = write_jsonl(setup["tmp"] / "a.jsonl", items)
+    rules = setup["tmp"] / "risk.yaml"
+    rules.write_text(
+        "rules:\n  - name: any_cyber\n    match: {risk: [{tag: cyber, min_p: 0.0}]}\n"
+        "    severity: info\n"
+    )
+    out = setup["tmp"] / "out"
+    code, rep, text = _replay(
+        capsys,
+        "--config",
+        str(setup["config"]),
+        "--archive",
+        str(archive),
+        "--rules",
+        str(rules),
+        "--out",
+        str(out),
+    )
+    assert code == 0, text
+    rows = _rows(out / "items.jsonl")
+    for r in rows:
+        probs = {t: r[f"risk_{t}"] for t in RISK_TAGS}
+        assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probs.values())
+        # The tiny model's thresholds are 0.5: risk_tags is what the worker would emit.
+        assert set(filter(None, r["risk_tags"].split(","))) == {
+            t for t, p in probs.items() if p >= 0.5
+        }
+    with_cyber = sum(1 for r in rows if "cyber" in r["risk_tags"].split(","))
+    fired = rep["models"][0]["alerts_by_rule"].get("any_cyber", {}).get("firing", 0)
+    assert fired == with_cyber < len(rows)
