@@ -222,6 +222,7 @@ class Replay:
         self.clock = clock
         self.report = ReplayReport(source=source)
         self._seq = 0
+        self._seen: set[str] = set()
         self._labels: dict[int, str] = {}
         self._agree = 0
         self._compared = 0
@@ -244,6 +245,12 @@ class Replay:
                         rep.errors.append(f"{rec.where}: {rec.reason}")
                     continue
                 rep.read += 1
+                if rec.id in self._seen:
+                    # Archives overlap and the bus is at-least-once; the collector would have
+                    # dropped a second copy, so the replay does too.
+                    rep.duplicates += 1
+                    continue
+                self._seen.add(rec.id)
                 for item in self.order.push(rec):
                     self._feed(item)
                 self._maybe_progress()

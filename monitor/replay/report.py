@@ -64,6 +64,7 @@ class ReplayReport:
     source: str
     read: int = 0
     bad: int = 0
+    duplicates: int = 0
     errors: list[str] = field(default_factory=list)
     processed: int = 0
     out_of_range: int = 0
@@ -85,6 +86,7 @@ class ReplayReport:
             "source": self.source,
             "read": self.read,
             "bad": self.bad,
+            "duplicates": self.duplicates,
             "errors": self.errors,
             "processed": self.processed,
             "out_of_range": self.out_of_range,
@@ -122,6 +124,7 @@ def render(rep: ReplayReport) -> str:
     rows = [
         ("records read", f"{rep.read:,}"),
         ("bad records skipped", f"{rep.bad:,}"),
+        ("duplicate item ids skipped", f"{rep.duplicates:,}"),
         ("outside the time range", f"{rep.out_of_range:,}"),
         ("read out of event order", f"{rep.out_of_order:,}"),
         ("items scored+evaluated", f"{rep.processed:,}"),

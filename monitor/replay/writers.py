@@ -111,7 +111,8 @@ def alert_row(alert: Alert) -> dict[str, Any]:
         "entity": alert.entity,
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
-        "n_items": len(alert.items),
+        # Items in the window (the alert itself carries at most max_items of them).
+        "n_items": int(alert.explain.get("values", {}).get("count", len(alert.items))),
         "item_ids": json.dumps([i.id for i in alert.items]),
         "fingerprint": alert.fingerprint,
         "title": alert.title,

@@ -10,6 +10,9 @@ import csv
 import gzip
 import importlib.util
 import json
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -161,7 +164,7 @@ def test_archive_replay_fires_cluster_alert_in_event_time(
     assert "acme_negative_burst" in text and "critical" in text
 
 
-def test_poison_lines_are_skipped_and_counted(
+def test_poison_lines_and_duplicates_are_skipped_and_counted(
     setup: dict[str, Path], headlines: Headlines, capsys: pytest.CaptureFixture[str]
 ) -> None:
     items, _ = archive_items(headlines, n_noise=60)
@@ -177,7 +180,10 @@ def test_poison_lines_are_skipped_and_counted(
     plain = write_jsonl(setup["tmp"] / "a.jsonl", items[:40], poison)
     packed = setup["tmp"] / "b.jsonl.gz"
     packed.write_bytes(
-        gzip.compress(("\n".join(i.to_json().decode() for i in items[40:]) + "\n{broken").encode())
+        gzip.compress(
+            # items[:3] again: an overlapping archive; each item is replayed once.
+            ("\n".join(i.to_json().decode() for i in items[40:] + items[:3]) + "\n{broken").encode()
+        )
     )
     code, rep, text = _replay(
         capsys,
@@ -192,7 +198,8 @@ def test_poison_lines_are_skipped_and_counted(
         str(setup["tmp"] / "out"),
     )
     assert code == 0, text
-    assert rep["read"] == len(items)
+    assert rep["read"] == len(items) + 3 and rep["duplicates"] == 3
+    assert rep["processed"] == len(items)
     assert rep["bad"] == len(poison) + 1
     assert len(rep["errors"]) == 5 and rep["errors"][0].startswith(f"{plain}:")
     assert "bad records skipped" in text and "not JSON" in text
@@ -445,3 +452,56 @@ def test_every_risk_probability_is_written_but_rules_see_only_live_tags(
     with_cyber = sum(1 for r in rows if "cyber" in r["risk_tags"].split(","))
     fired = rep["models"][0]["alerts_by_rule"].get("any_cyber", {}).get("firing", 0)
     assert fired == with_cyber < len(rows)
+
+
+def test_ctrl_c_exits_130_and_leaves_readable_files(
+    setup: dict[str, Path], headlines: Headlines
+) -> None:
+    items, _ = archive_items(headlines, n_noise=30_000)
+    archive = write_jsonl(setup["tmp"] / "big.jsonl", items)
+    out = setup["tmp"] / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "replay",
+            "--config",
+            str(setup["config"]),
+            "--archive",
+            str(archive),
+            "--rules",
+            str(setup["rules"]),
+            "--out",
+            str(out),
+            "--order",
+            "buffer",
+            "--reorder-buffer",
+            "100",
+            "--progress-every",
+            "500",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stderr is not None
+        while True:  # wait for the first progress line: it is scoring now
+            line = proc.stderr.readline()
+            assert line, "replay ended before printing progress"
+            if line.startswith("replay: ") and " scored" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    rep = json.loads(stdout.strip().splitlines()[-1])
+    assert rep["interrupted"] and 0 < rep["processed"] < len(items)
+    assert "[INTERRUPTED]" in stdout
+    assert len(_rows(out / "items.jsonl")) == rep["processed"]
