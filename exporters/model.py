@@ -78,7 +78,10 @@ def load_classifier(
 ) -> TwoHeadClassifier:
     """Build the classifier on the packaged encoder; ``layers`` truncates it (for tests)."""
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
+    # The load report lists the pooler (unused) and, for truncated encoders, the dropped layers.
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     src = base_dir or base_model_dir()
     config = AutoConfig.from_pretrained(str(src))
     if layers is not None:

@@ -1,0 +1,200 @@
+"""``riskwire train``, ``riskwire export`` and ``riskwire eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import RiskwireError
+
+DEFAULT_OUT = Path("models/default")
+
+
+def _ckpt_dir(out: Path) -> Path:
+    # Beside the model directory, not inside it: the manifest hashes every file it holds.
+    return out.with_name(out.name + ".ckpt")
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _offline()
+    from exporters.pipeline import build_model_dir
+    from exporters.train import TrainConfig, save_checkpoint, train
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "datasets": args.datasets,
+            "risk_csv": args.risk_csv,
+            "extra_sentiment_csv": args.sentiment_csv,
+            "epochs": args.epochs,
+            "max_length": args.max_length,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "seed": args.seed,
+            "threads": args.threads,
+            "max_minutes": args.max_minutes,
+            "pooling": args.pooling,
+            "layers": args.layers,
+            "limit_per_source": args.limit,
+        }.items()
+        if v is not None
+    }
+    if args.no_twitter:
+        overrides["use_twitter"] = False
+    cfg = TrainConfig(**overrides)
+    t0 = time.monotonic()
+    result = train(cfg, progress=not args.no_progress)
+    ckpt = save_checkpoint(result, _ckpt_dir(args.out))
+    _say(f"train: checkpoint saved to {ckpt} after {result.seconds / 60:.1f} min")
+    manifest = build_model_dir(result, args.out, slow_check=not args.fast_check, report=_say)
+    total = time.monotonic() - t0
+    _say(f"train: done in {total / 60:.1f} min (train {result.seconds / 60:.1f} min)")
+    print(
+        json.dumps(
+            {
+                "model_dir": str(args.out),
+                "seconds": round(total, 1),
+                "variants": manifest.variants,
+                "best_validation": result.best,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _offline()
+    from exporters.pipeline import build_model_dir
+    from exporters.train import load_checkpoint
+
+    ckpt = args.checkpoint or _ckpt_dir(args.out)
+    t0 = time.monotonic()
+    result = load_checkpoint(ckpt)
+    manifest = build_model_dir(
+        result,
+        args.out,
+        slow_check=not args.fast_check,
+        int8=not args.no_int8,
+        fp16=not args.no_fp16,
+        report=_say,
+    )
+    print(
+        json.dumps(
+            {
+                "model_dir": str(args.out),
+                "seconds": round(time.monotonic() - t0, 1),
+                "variants": manifest.variants,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from exporters.evaluate import evaluate_model_dir
+
+    png_dir = args.png_dir or Path("var/eval") / args.model_dir.name
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.cuda else ["CPUExecutionProvider"]
+    )
+    results = evaluate_model_dir(
+        args.model_dir,
+        variant=args.variant,
+        datasets=args.datasets,
+        risk_csv=args.risk_csv,
+        png_dir=None if args.no_png else png_dir,
+        baseline=not args.no_baseline,
+        threads=args.threads,
+        providers=providers,
+    )
+    if args.json:
+        print(json.dumps(results, default=float))
+    return 0
+
+
+def _guard(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            code: int = func(args)
+        except RiskwireError as exc:
+            print(f"riskwire {args.command}: {exc}", file=sys.stderr)
+            return 1
+        return code
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune the sentiment + risk model, export, quantize, write the model directory",
+        description="Train on PhraseBank train rows + Twitter train + risk headlines, then export "
+        "fp32/int8/fp16 ONNX graphs and manifest.json into --out (what `make model` runs).",
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="model directory (default models/default)"
+    )
+    p.add_argument("--datasets", type=Path, help="datasets folder (default ../shared/datasets)")
+    p.add_argument(
+        "--risk-csv", type=Path, help="risk headlines CSV (id,split,text,tags[,sentiment])"
+    )
+    p.add_argument("--sentiment-csv", type=Path, help="extra sentiment training CSV (text,label)")
+    p.add_argument("--no-twitter", action="store_true", help="train without the Twitter set")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--max-minutes", type=float, help="training wall-time budget (default 22)")
+    p.add_argument("--pooling", choices=["mean", "cls"])
+    p.add_argument("--layers", type=int, help="truncate the encoder to N layers (quick runs)")
+    p.add_argument("--limit", type=int, help="cap rows per source (quick runs)")
+    p.add_argument("--fast-check", action="store_true", help="parity check on the fast shapes only")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_guard(cmd_train))
+
+    e = subparsers.add_parser(
+        "export",
+        help="export a trained checkpoint to ONNX (fp32 optimized, int8, fp16) with manifest",
+    )
+    e.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="model directory (default models/default)"
+    )
+    e.add_argument("--checkpoint", type=Path, help="checkpoint dir (default <out>.ckpt)")
+    e.add_argument("--fast-check", action="store_true", help="parity check on the fast shapes only")
+    e.add_argument("--no-int8", action="store_true")
+    e.add_argument("--no-fp16", action="store_true")
+    e.set_defaults(func=_guard(cmd_export))
+
+    v = subparsers.add_parser(
+        "eval",
+        help="evaluate a model directory (ONNX Runtime) against a TF-IDF + LR baseline",
+    )
+    v.add_argument("model_dir", type=Path)
+    v.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="int8")
+    v.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    v.add_argument("--datasets", type=Path)
+    v.add_argument("--risk-csv", type=Path)
+    v.add_argument(
+        "--png-dir", type=Path, help="where confusion-matrix PNGs go (default var/eval/<name>)"
+    )
+    v.add_argument("--no-png", action="store_true")
+    v.add_argument("--no-baseline", action="store_true")
+    v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--cuda", action="store_true", help="use the CUDA provider (fp16 variant)")
+    v.set_defaults(func=_guard(cmd_eval))

@@ -1,0 +1,318 @@
+"""``riskwire eval``: score a model directory in ONNX Runtime on the held-out sets.
+
+Sets: PhraseBank ``split == test`` (all agreement levels, and the all-agree subset), the Twitter
+``sent_valid.csv`` file, and the risk-headline test split. The TF-IDF + logistic regression
+baseline is trained on the same training rows in the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
+from tokenizers import Tokenizer
+
+from exporters import calibrate
+from exporters import data as ds
+from exporters.baseline import RiskBaseline, SentimentBaseline
+from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
+from exporters.scoring import OnnxScorer
+from exporters.verify import verify_model_dir
+from monitor.errors import ModelError
+from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS, Manifest
+
+Array = np.ndarray[Any, Any]
+SET_NAMES = ("phrasebank_test", "phrasebank_allagree_test", "twitter_valid", "risk_test")
+
+
+@dataclass(frozen=True)
+class EvalData:
+    phrasebank_test: list[ds.SentimentRow]
+    twitter_test: list[ds.SentimentRow]
+    risk_test: list[ds.RiskRow]
+    sentiment_train: list[ds.SentimentRow]
+    risk_train_texts: list[str]
+    risk_train_targets: Array
+
+
+def load_eval_data(
+    root: Path, risk_csv: Path, *, use_twitter: bool = True, lexicon: Path = DEFAULT_LEXICON
+) -> EvalData:
+    lex = load_lexicon(lexicon)
+    pb_train = ds.load_phrasebank(root, "train")
+    tw_train = ds.load_twitter(root, "train") if use_twitter else []
+    hand = ds.load_risk(risk_csv, "train")
+    weak_texts = [r.text for r in pb_train + tw_train]
+    texts = [r.text for r in hand] + weak_texts
+    targets = np.array([list(r.tags) for r in hand] + [lex.vector(t) for t in weak_texts])
+    return EvalData(
+        phrasebank_test=ds.load_phrasebank(root, "test"),
+        twitter_test=ds.load_twitter(root, "test"),
+        risk_test=ds.load_risk(risk_csv, "test"),
+        sentiment_train=pb_train + tw_train,
+        risk_train_texts=texts,
+        risk_train_targets=targets,
+    )
+
+
+def sentiment_report(y: Array, pred: Array, probs: Array | None = None) -> dict[str, Any]:
+    labels = list(range(len(SENTIMENT_LABELS)))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    out: dict[str, Any] = {
+        "rows": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro", labels=labels, zero_division=0)),
+        "weighted_f1": float(f1_score(y, pred, average="weighted", labels=labels, zero_division=0)),
+        "per_class": {
+            name: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, name in enumerate(SENTIMENT_LABELS)
+        },
+        "confusion": confusion_matrix(y, pred, labels=labels).tolist(),
+    }
+    if probs is not None:
+        out["ece"] = calibrate.expected_calibration_error(probs, y)
+    return out
+
+
+def risk_report(targets: Array, pred: Array) -> dict[str, Any]:
+    truth = (targets >= 0.5).astype(int)
+    p, r, f, s = precision_recall_fscore_support(truth, pred, zero_division=0)
+    mcm = multilabel_confusion_matrix(truth, pred)
+    return {
+        "rows": int(len(truth)),
+        # Exact-match (subset) accuracy: every tag of the row right, "none" included.
+        "accuracy": float(np.mean(np.all(truth == pred, axis=1))),
+        "macro_f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(truth, pred, average="weighted", zero_division=0)),
+        "micro_f1": float(f1_score(truth, pred, average="micro", zero_division=0)),
+        "per_tag": {
+            tag: {
+                "precision": float(p[j]),
+                "recall": float(r[j]),
+                "f1": float(f[j]),
+                "support": int(s[j]),
+                # [[tn, fp], [fn, tp]]
+                "confusion": mcm[j].tolist(),
+            }
+            for j, tag in enumerate(RISK_TAGS)
+        },
+    }
+
+
+def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    lines = [f"== {name} ({model['rows']} rows)"]
+    lines.append(f"   {'':22s}{'model':>9s}{'tfidf+lr':>10s}{'gain':>8s}")
+    for key in ("accuracy", "macro_f1", "weighted_f1"):
+        gain = model[key] - base[key]
+        lines.append(f"   {key:22s}{model[key]:9.4f}{base[key]:10.4f}{gain:+8.4f}")
+    if "ece" in model:
+        lines.append(f"   {'ece (calibrated)':22s}{model['ece']:9.4f}")
+    lines.append(f"   {'class':12s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}")
+    for label, m in model["per_class"].items():
+        lines.append(
+            f"   {label:12s}{m['precision']:10.4f}{m['recall']:8.4f}{m['f1']:8.4f}{m['support']:9d}"
+        )
+    lines.append("   confusion (rows = gold, cols = predicted: " + "/".join(SENTIMENT_LABELS) + ")")
+    for label, row in zip(SENTIMENT_LABELS, model["confusion"], strict=True):
+        lines.append(f"   {label:12s}" + "".join(f"{v:7d}" for v in row))
+    return lines
+
+
+def _fmt_risk(model: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    lines = [f"== risk_test ({model['rows']} rows, multi-label, thresholds from validation)"]
+    lines.append(f"   {'':22s}{'model':>9s}{'tfidf+lr':>10s}{'gain':>8s}")
+    for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1"):
+        gain = model[key] - base[key]
+        label = "exact-match accuracy" if key == "accuracy" else key
+        lines.append(f"   {label:22s}{model[key]:9.4f}{base[key]:10.4f}{gain:+8.4f}")
+    lines.append(
+        f"   {'tag':20s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}"
+        f"{'tp':>5s}{'fp':>5s}{'fn':>5s}{'base f1':>9s}"
+    )
+    for tag, m in model["per_tag"].items():
+        (_tn, fp), (fn, tp) = m["confusion"]
+        lines.append(
+            f"   {tag:20s}{m['precision']:10.4f}{m['recall']:8.4f}{m['f1']:8.4f}{m['support']:9d}"
+            f"{tp:5d}{fp:5d}{fn:5d}{base['per_tag'][tag]['f1']:9.4f}"
+        )
+    return lines
+
+
+def save_confusion_png(path: Path, title: str, reports: dict[str, dict[str, Any]]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(4.2 * len(reports), 3.8))
+    axes_list = list(np.atleast_1d(axes))
+    for ax, (who, rep) in zip(axes_list, reports.items(), strict=True):
+        cm = np.array(rep["confusion"])
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(3), SENTIMENT_LABELS, rotation=30)
+        ax.set_yticks(range(3), SENTIMENT_LABELS)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(f"{who}: acc {rep['accuracy']:.3f}")
+        for i in range(3):
+            for j in range(3):
+                color = "white" if cm[i, j] > cm.max() / 2 else "black"
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=color)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_risk_png(path: Path, title: str, model: dict[str, Any], base: dict[str, Any]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tags = list(model["per_tag"])
+    # Per tag: [tp, fp, fn] counts, model and baseline side by side.
+    grid = np.array(
+        [
+            [
+                model["per_tag"][t]["confusion"][1][1],
+                model["per_tag"][t]["confusion"][0][1],
+                model["per_tag"][t]["confusion"][1][0],
+            ]
+            + [
+                base["per_tag"][t]["confusion"][1][1],
+                base["per_tag"][t]["confusion"][0][1],
+                base["per_tag"][t]["confusion"][1][0],
+            ]
+            for t in tags
+        ]
+    )
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    ax.imshow(grid, cmap="Blues", aspect="auto")
+    cols = ["tp", "fp", "fn", "base tp", "base fp", "base fn"]
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(tags)), tags)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, str(grid[i, j]), ha="center", va="center")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def evaluate_model_dir(
+    model_dir: Path,
+    *,
+    variant: str = "int8",
+    datasets: Path | None = None,
+    risk_csv: Path | None = None,
+    png_dir: Path | None = None,
+    baseline: bool = True,
+    threads: int = 2,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    report: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Evaluate one variant of ``model_dir``; print tables via ``report`` and return figures."""
+    manifest: Manifest = verify_model_dir(model_dir)
+    if variant not in manifest.variants:
+        raise ModelError(
+            f"{model_dir}: no {variant!r} variant (has {', '.join(sorted(manifest.variants))})"
+        )
+    recipe = manifest.training.get("recipe", {})
+    root = ds.resolve_datasets(datasets or recipe.get("datasets"))
+    risk_path = Path(risk_csv or recipe.get("risk_csv") or ds.DEFAULT_RISK_CSV)
+    if not risk_path.is_file():
+        risk_path = ds.DEFAULT_RISK_CSV
+    data = load_eval_data(root, risk_path, use_twitter=bool(recipe.get("use_twitter", True)))
+    tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
+    scorer = OnnxScorer(
+        model_dir / manifest.variants[variant], tok, threads=threads, providers=providers
+    )
+    report(
+        f"riskwire eval {model_dir} variant={variant} ({manifest.variants[variant]}) "
+        f"model={manifest.name} {manifest.version} temperature={manifest.temperature:.3f}"
+    )
+    results: dict[str, Any] = {"variant": variant, "model": f"{manifest.name} {manifest.version}"}
+    base_sent = SentimentBaseline().fit(data.sentiment_train) if baseline else None
+
+    pb_texts = [r.text for r in data.phrasebank_test]
+    pb_y = np.array([r.label for r in data.phrasebank_test])
+    allagree = np.array([r.agreement == 100 for r in data.phrasebank_test])
+    tw_texts = [r.text for r in data.twitter_test]
+    tw_y = np.array([r.label for r in data.twitter_test])
+    sets: list[tuple[str, list[str], Array, Array]] = []
+    pb_logits = scorer.logits(pb_texts)[0]
+    sets.append(("phrasebank_test", pb_texts, pb_y, pb_logits))
+    sets.append(
+        (
+            "phrasebank_allagree_test",
+            [t for t, a in zip(pb_texts, allagree, strict=True) if a],
+            pb_y[allagree],
+            pb_logits[allagree],
+        )
+    )
+    sets.append(("twitter_valid", tw_texts, tw_y, scorer.logits(tw_texts)[0]))
+    for name, texts, y, logits in sets:
+        probs = calibrate.softmax(logits, manifest.temperature)
+        rep = sentiment_report(y, probs.argmax(axis=1), probs)
+        rep["ece_uncalibrated"] = calibrate.expected_calibration_error(calibrate.softmax(logits), y)
+        base_rep = sentiment_report(y, base_sent.predict(texts)) if base_sent else rep
+        rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+        results[name] = rep
+        for line in _fmt_sentiment(name, rep, base_rep):
+            report(line)
+        if png_dir is not None:
+            png = save_confusion_png(
+                png_dir / f"confusion_{name}_{variant}.png",
+                f"{name} ({variant})",
+                {"model": rep, "tf-idf + LR": base_rep} if base_sent else {"model": rep},
+            )
+            rep["png"] = str(png)
+            report(f"   confusion matrix saved: {png}")
+
+    risk_texts = [r.text for r in data.risk_test]
+    targets = np.array([list(r.tags) for r in data.risk_test])
+    probs_r = calibrate.sigmoid(scorer.logits(risk_texts)[1])
+    thr = np.array([manifest.threshold(t) for t in RISK_TAGS])
+    risk_rep = risk_report(targets, (probs_r >= thr).astype(int))
+    if baseline:
+        rb = RiskBaseline(len(RISK_TAGS)).fit(data.risk_train_texts, data.risk_train_targets)
+        base_risk = risk_report(targets, rb.predict(risk_texts))
+    else:
+        base_risk = risk_rep
+    risk_rep["baseline"] = {
+        k: base_risk[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1")
+    }
+    results["risk_test"] = risk_rep
+    for line in _fmt_risk(risk_rep, base_risk):
+        report(line)
+    if png_dir is not None:
+        png = save_risk_png(
+            png_dir / f"confusion_risk_test_{variant}.png",
+            f"risk_test ({variant})",
+            risk_rep,
+            base_risk,
+        )
+        risk_rep["png"] = str(png)
+        report(f"   per-tag confusion saved: {png}")
+    return results

@@ -1,0 +1,59 @@
+"""Score texts with an exported graph in ONNX Runtime (what the daemon ships), no torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT
+
+Logits = np.ndarray[Any, Any]
+
+
+class OnnxScorer:
+    """Tokenize, pad per batch (rows sorted by length), run, and return logits in input order."""
+
+    def __init__(
+        self,
+        graph: Path,
+        tokenizer: Tokenizer,
+        *,
+        threads: int = 2,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(graph), opts, providers=list(providers))
+        self.tokenizer = tokenizer
+        self.path = graph
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[Logits, Logits]:
+        seqs = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        sent: Logits | None = None
+        risk: Logits | None = None
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(seqs[i]) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                ids[row, : len(seqs[i])] = seqs[i]
+                mask[row, : len(seqs[i])] = 1
+            s, r = self.session.run(
+                [SENTIMENT_OUTPUT, RISK_OUTPUT], {"input_ids": ids, "attention_mask": mask}
+            )
+            if sent is None or risk is None:
+                sent = np.zeros((len(seqs), s.shape[1]), dtype=np.float32)
+                risk = np.zeros((len(seqs), r.shape[1]), dtype=np.float32)
+            sent[idx] = s.astype(np.float32)
+            risk[idx] = r.astype(np.float32)
+        if sent is None or risk is None:
+            raise ValueError("no texts to score")
+        return sent, risk

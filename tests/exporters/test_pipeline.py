@@ -1,0 +1,135 @@
+"""A real tiny run: train, export, parity check, quantize, score the int8 graph in ORT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from exporters.quantize import RECIPES  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from exporters.train import TrainConfig, save_checkpoint, train
+
+    cfg = TrainConfig(
+        layers=2,
+        limit_per_source=120,
+        epochs=1,
+        max_length=32,
+        batch_size=16,
+        risk_repeat=1,
+        evals_per_epoch=1,
+    )
+    result = train(cfg, progress=False)
+    ckpt = save_checkpoint(result, tmp_path_factory.mktemp("ckpt"))
+    return result, ckpt
+
+
+def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from exporters.pipeline import build_model_dir
+    from exporters.verify import verify_model_dir
+
+    result, _ = trained
+    assert result.counts["phrasebank_train"] == 120
+    assert result.history and result.best["selection"] > 0
+    lines: list[str] = []
+    out = tmp_path / "model"
+    manifest = build_model_dir(
+        result,
+        out,
+        slow_check=True,
+        int8_recipes=[RECIPES[0], RECIPES[3]],
+        report=lines.append,
+    )
+    text = "\n".join(lines)
+    assert "-[✓] all values close" in text  # parity checklist, raw and optimized graphs
+    assert text.count("-[✓] all values close") == 2
+    assert "int8 default" in text and "int8 per_channel_matmul_heads_fp32" in text
+    assert set(manifest.variants) == {"fp32", "int8", "fp16"}
+    assert manifest.max_length == 32 and manifest.temperature > 0
+    assert set(manifest.thresholds) == set(manifest.labels.risk)
+    assert manifest.data_fingerprint.startswith("sha256:")
+    assert manifest.training["export"]["int8"]["chosen"] in {r.name for r in RECIPES}
+    assert "calibration" in manifest.metrics
+    verify_model_dir(out)
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    enc = tok.encode_batch(
+        ["Moody's cuts Acme to junk", "Acme beats profit forecasts, lifts outlook"]
+    )
+    width = max(len(e.ids) for e in enc)
+    ids = np.array([e.ids + [0] * (width - len(e.ids)) for e in enc], dtype=np.int64)
+    mask = np.array([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in enc], dtype=np.int64)
+    session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    assert {i.name for i in session.get_inputs()} == {"input_ids", "attention_mask"}
+    sent, risk = session.run(
+        ["sentiment_logits", "risk_logits"], {"input_ids": ids, "attention_mask": mask}
+    )
+    assert sent.shape == (2, 3) and risk.shape == (2, 11)
+    assert np.isfinite(sent).all() and np.isfinite(risk).all()
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["files"]["model.int8.onnx"]
+
+
+def test_parity_failures_are_listed_with_typed_errors(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from exporters.export import (
+        AtolError,
+        ExportSpec,
+        ShapeError,
+        export_onnx,
+        torch_reference,
+        validate_outputs,
+    )
+
+    result, _ = trained
+    path = export_onnx(result.model, tmp_path / "m.onnx")
+    reference = torch_reference(result.model)
+
+    def nudged(feed):  # type: ignore[no-untyped-def]
+        s, r = reference(feed)
+        return [s + 1e-2, r]
+
+    with pytest.raises(AtolError) as info:
+        validate_outputs(nudged, path, max_length=32, report=lambda _l: None)
+    # one failure per fast shape, each naming output, shape and difference
+    assert len(info.value.failures) == 2
+    assert all("sentiment_logits" in f and "max abs diff" in f for f in info.value.failures)
+
+    def narrow(feed):  # type: ignore[no-untyped-def]
+        s, r = reference(feed)
+        return [s[:, :2], r]
+
+    with pytest.raises(ShapeError, match=r"sentiment_logits at \(1,8\)"):
+        validate_outputs(narrow, path, max_length=32, report=lambda _l: None)
+
+    spec = ExportSpec(outputs=("sentiment_logits", "risk_scores"))
+    with pytest.raises(ShapeError, match="risk_scores"):
+        validate_outputs(reference, path, spec, max_length=32, report=lambda _l: None)
+    assert torch.get_num_threads() >= 1
+
+
+def test_checkpoint_round_trip_exports_same_logits(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from exporters.export import sample_inputs, torch_reference
+    from exporters.train import load_checkpoint
+
+    result, ckpt = trained
+    again = load_checkpoint(ckpt)
+    feed = sample_inputs(3, 12, seed=1, vocab=30522)
+    a = torch_reference(result.model)(feed)
+    b = torch_reference(again.model)(feed)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)
