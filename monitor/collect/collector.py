@@ -196,11 +196,15 @@ class Collector:
         """
         now = self.clock()
         st = self.state.feed(feed.id)
+        if st.location and st.location != feed.location:
+            # The feed moved (reload): the old URL's validators mean nothing to the new one.
+            st = st.evolve(etag=None, last_modified=None)
         st = st.evolve(location=feed.location, last_attempt=now)
         fetched, parts = self._fetch(feed, st)
         m = self.metrics
         if m is not None:
-            m.fetches.labels(feed.id, fetched.outcome).inc()
+            if fetched.outcome != "200":  # a 200 is counted once we know it parsed
+                m.fetches.labels(feed.id, fetched.outcome).inc()
             m.fetch_seconds.labels(feed.id).observe(fetched.elapsed_s)
         if not fetched.ok:
             return self._failed(feed, st, fetched.outcome, fetched.error, fetched.hint_s, dry_run)
@@ -219,6 +223,8 @@ class Collector:
             if m is not None:
                 m.fetches.labels(feed.id, "parse_error").inc()
             return self._failed(feed, st, "parse_error", why, None, dry_run)
+        if m is not None:
+            m.fetches.labels(feed.id, "200").inc()
         return self._succeeded(feed, st, fetched, parts, parsed_all, now, dry_run, "200")
 
     def _failed(

@@ -28,6 +28,7 @@ def main() -> int:
     ctx = RoleContext(
         config=config, bus=bus, registry=CollectorRegistry(), config_path=Path(sys.argv[1])
     )
+    signal.signal(signal.SIGHUP, lambda s, f: ctx.reload.set())
     role = build(ctx)
     try:
         role.run(stop)

@@ -208,3 +208,34 @@ def test_declared_content_length_over_the_cap_is_refused_before_reading(
 def test_connection_refused_is_a_connect_error(harness: Harness) -> None:
     r = harness.collector.poll(feed("http://127.0.0.1:9/feed"))
     assert r.outcome == "connect_error" and r.state.status == "backing-off"
+
+
+def test_per_host_concurrency_is_bounded(server: FeedServer, harness: Harness) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+    gate = threading.Event()
+
+    def slow(h) -> None:  # type: ignore[no-untyped-def]
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            if state["max"] >= 2:
+                gate.set()
+        # Hold the request a moment so that overlapping polls would show; bounded, not a sleep.
+        gate.wait(2)
+        server.release.wait(0.2)
+        with lock:
+            state["now"] -= 1
+        static(feeds.ATOM)(h)
+
+    for i in range(6):
+        server.route(f"/h{i}", slow)
+    polls = [FeedConfig(id=f"h{i}", url=server.url(f"/h{i}")) for i in range(6)]
+    assert harness.cfg.per_host_concurrency == 2
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        reports = list(pool.map(harness.collector.poll, polls))
+    assert all(r.outcome == "200" for r in reports)
+    assert state["max"] == 2

@@ -207,3 +207,44 @@ def test_kill_9_then_restart_neither_republishes_nor_misses(
     ids = [i.id for i in items]
     assert len(ids) == 8 and len(set(ids)) == 8
     assert sorted(int(i.title.rsplit(" ", 1)[1]) for i in items) == list(range(1, 9))
+
+
+def test_sighup_rereads_the_config_file_and_swaps_feeds(server: FeedServer, tmp_path: Path) -> None:
+    a = server.route("/a", static(feeds.ATOM))
+    b = server.route("/b", static(feeds.RSS1))
+    cfg_path = tmp_path / "riskwire.yaml"
+
+    def write(feed_list: list[dict[str, object]]) -> None:
+        cfg_path.write_text(
+            yaml.safe_dump(
+                {
+                    "data_dir": str(tmp_path / "var"),
+                    "bus": {"partitions": 1},
+                    "collect": {"interval_s": 1, "interval_jitter": 0, "feeds": feed_list},
+                }
+            )
+        )
+
+    write([{"id": "a", "url": a}])
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("collector_proc.py")), str(cfg_path)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: server.hits["/a"] >= 2, what="a polled")
+        write([{"id": "b", "url": b}])
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: server.hits["/b"] >= 2, what="b polled after SIGHUP")
+        hits_a = server.hits["/a"]
+        wait_for(lambda: server.hits["/b"] >= 4, what="b polled again")
+        assert server.hits["/a"] <= hits_a + 1
+        assert proc.poll() is None  # reloaded in place, not restarted
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
