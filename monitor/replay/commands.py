@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -83,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--from", dest="from_", metavar="TIME", help="start of the range (inclusive)")
     p.add_argument("--to", metavar="TIME", help="end of the range (exclusive)")
+    p.add_argument(
+        "--warmup",
+        metavar="DURATION",
+        help="also read this long before --from (e.g. 7d) to fill rule windows and z-score "
+        "baselines; those records and their alerts are not written",
+    )
     p.add_argument("--topic", help="bus topic to read (default: bus.topics.raw)")
     p.add_argument("--feed-source", help="feed id for --feeds items (default: each file's stem)")
     p.add_argument("--model", type=Path, help="model directory (default: score.model_dir)")
@@ -175,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from monitor.alerts.config import load_rules_file
+    from monitor.alerts.config import load_rules_file, parse_duration
     from monitor.config import load_config
     from monitor.replay.driver import Replay, output_dirs
     from monitor.replay.readers import RangeStats, read_bus, read_feeds, read_jsonl
@@ -187,6 +193,15 @@ def _run(args: argparse.Namespace) -> int:
     window = _Range(
         parse_time(args.from_) if args.from_ else None, parse_time(args.to) if args.to else None
     )
+    emit_from = window.from_
+    if args.warmup:
+        if window.from_ is None:
+            raise ReplayError("--warmup needs --from (it reads that long before it)")
+        try:
+            warmup_s = parse_duration(args.warmup)
+        except ValueError as exc:
+            raise ReplayError(f"--warmup: {exc}") from exc
+        window = _Range(window.from_ - timedelta(seconds=warmup_s), window.to)
     from_bus = not args.archive and not args.feeds
     if from_bus and window.from_ is None:
         raise ReplayError(
@@ -247,6 +262,7 @@ def _run(args: argparse.Namespace) -> int:
         score_cfg,
         reorder_capacity=None if order == "full" else args.reorder_buffer,
         source=source,
+        emit_from=emit_from if args.warmup else None,
         progress=None if args.quiet else progress,
         progress_every_items=max(1, args.progress_every),
     )

@@ -22,6 +22,11 @@ Rules
     live outbox, no route, no receiver, no producer. Alerts go to the writer only; a replay
     cannot notify a desk.
 
+Warm-up
+    Windows and z-score baselines start empty, so a rule with a 7-day baseline cannot fire in
+    the first week of a replay. With ``emit_from`` (``--warmup``), records before it are scored
+    and fed to the rules, but neither they nor the alerts they raise are written.
+
 Stopping
     ``stop`` (Ctrl-C) ends reading; the records already in the scoring pipeline are finished and
     written, those still waiting in the reorder buffer are counted as ``dropped_on_stop``, and
@@ -37,6 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from monitor.alerts.config import _AlertsDoc
@@ -152,15 +158,23 @@ class Lane:
     alerts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     firing: dict[AlertKey, str] = field(default_factory=dict)
     scored: int = 0
+    emit_from: datetime | None = None
+    warmup: int = 0
+    warmup_alerts: int = 0
 
     def handle(self, rec: ScoredItem) -> list[Alert]:
+        live = as_live(rec, self.scorer.thresholds)
+        if self.emit_from is not None and rec.published_at < self.emit_from:
+            # Warm-up: the rules' windows and baselines fill, nothing is written or counted.
+            self.warmup += 1
+            self.warmup_alerts += len(self.engine.process(live))
+            return []
         reason = next((f for f in rec.flags if f.startswith(UNSCORED_PREFIX)), None)
         if reason is None:
             self.scored += 1
             self.labels[rec.sentiment.label] += 1
         else:
             self.unscored[reason[len(UNSCORED_PREFIX) :].split(":")[0]] += 1
-        live = as_live(rec, self.scorer.thresholds)
         self.writer.item(rec, live)
         alerts = self.engine.process(live)
         for a in alerts:
@@ -185,6 +199,8 @@ class Lane:
             late=dict(self.engine.stats.late),
             outputs=[str(p) for p in self.writer.paths],
             firing=dict(self.firing),
+            warmup=self.warmup,
+            warmup_alerts=self.warmup_alerts,
         )
 
 
@@ -203,6 +219,7 @@ class Replay:
         *,
         reorder_capacity: int | None,
         source: str,
+        emit_from: datetime | None = None,
         progress: Progress | None = None,
         progress_every_items: int = 10_000,
         progress_every_s: float = 10.0,
@@ -211,7 +228,7 @@ class Replay:
         if not 1 <= len(models) <= 2 or len(models) != len(writers):
             raise ReplayError("a replay runs one model, or two to compare")
         self.lanes = [
-            Lane(Scorer(m, score_config), Engine(rules), w)
+            Lane(Scorer(m, score_config), Engine(rules), w, emit_from=emit_from)
             for m, w in zip(models, writers, strict=True)
         ]
         self.order = EventOrder(reorder_capacity)

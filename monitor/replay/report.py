@@ -29,6 +29,8 @@ class LaneReport:
     late: dict[str, int] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     firing: dict[AlertKey, str] = field(default_factory=dict)
+    warmup: int = 0
+    warmup_alerts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         by_rule: dict[str, dict[str, Any]] = {}
@@ -47,6 +49,8 @@ class LaneReport:
             "alerts_by_rule": by_rule,
             "alerts_by_severity": _by_severity(self.alerts),
             "late_by_rule": self.late,
+            "warmup_items": self.warmup,
+            "warmup_alerts": self.warmup_alerts,
             "outputs": self.outputs,
         }
 
@@ -150,6 +154,11 @@ def render(rep: ReplayReport) -> str:
         if lane.unscored:
             skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(lane.unscored.items()))
             lines.append(f"  unscored {sum(lane.unscored.values()):,}: {skipped}")
+        if lane.warmup:
+            lines.append(
+                f"  warm-up (rules only, not written): {lane.warmup:,} items, "
+                f"{lane.warmup_alerts:,} alerts"
+            )
         if lane.late:
             late = ", ".join(f"{k} {v:,}" for k, v in sorted(lane.late.items()))
             lines.append(f"  late for a window (dropped by the rule): {late}")

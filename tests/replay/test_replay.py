@@ -505,3 +505,30 @@ def test_ctrl_c_exits_130_and_leaves_readable_files(
     assert rep["interrupted"] and 0 < rep["processed"] < len(items)
     assert "[INTERRUPTED]" in stdout
     assert len(_rows(out / "items.jsonl")) == rep["processed"]
+
+
+@pytest.mark.parametrize("warmup", [None, "1h"])
+def test_warmup_fills_windows_before_from_without_writing_them(
+    warmup: str | None,
+    setup: dict[str, Path],
+    headlines: Headlines,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    items, cluster = archive_items(headlines, n_noise=300)
+    archive = write_jsonl(setup["tmp"] / "a.jsonl", items)
+    start = cluster[2].published_at + timedelta(seconds=1)  # 3 cluster items before, 5 after
+    out = setup["tmp"] / "out"
+    argv = ["--config", str(setup["config"]), "--archive", str(archive)]
+    argv += ["--rules", str(setup["rules"]), "--out", str(out)]
+    argv += ["--from", start.isoformat(), *(["--warmup", warmup] if warmup else [])]
+    code, rep, text = _replay(capsys, *argv)
+    assert code == 0, text
+    rows = _rows(out / "items.jsonl")
+    assert rows and all(_when(r["published_at"]) >= start for r in rows)
+    alerts = _rows(out / "alerts.jsonl")
+    assert len(alerts) == 1
+    # Without warm-up the window only fills on the 5th cluster item after --from.
+    fired_on = cluster[RULE_COUNT - 1] if warmup else cluster[2 + RULE_COUNT]
+    assert _when(alerts[0]["starts_at"]) == fired_on.published_at
+    if warmup:
+        assert rep["models"][0]["warmup_items"] > 0 and "warm-up" in text
