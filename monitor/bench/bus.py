@@ -11,14 +11,16 @@ starts with its send time, so the consumer side gives produce-to-consume latency
 
 The plain kafka-python baseline runs the same loop on the same broker with the same producer
 settings as KafkaBus (idempotent, acks=all, the same linger and batch size) and the same consumer
-settings (group member, no auto-commit). Backends are interleaved run by run, so a busy machine
-slows them alike; the table shows medians over ``--repeat`` runs. ``kafka_vs_plain`` is Riskwire's
-Kafka end-to-end throughput over the plain baseline's.
+settings (group member, no auto-commit). Backends are interleaved run by run, in an order that
+rotates each round, so a busy machine slows them alike; the table shows medians over
+``--repeat`` runs. ``kafka_vs_plain`` is Riskwire's Kafka end-to-end throughput over the plain
+baseline's.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -329,6 +331,7 @@ def _embedded_available() -> str | None:
 
 
 def _measure(make: Callable[[], _Side], work: Workload) -> RunResult:
+    gc.collect()  # start each run without the previous run's garbage
     side = make()
     try:
         return run_once(side, work)
@@ -382,9 +385,11 @@ def bench(args: argparse.Namespace) -> int:
         for make in factories.values():
             _measure(make, warm)  # JIT, broker page cache, group coordinator: not measured
         runs: dict[str, list[RunResult]] = {b: [] for b in wanted}
+        order = list(factories)
         for i in range(args.repeat):
-            for backend, make in factories.items():
-                result = _measure(make, work)
+            # Rotate the order each round so no backend always runs right after another one.
+            for backend in order[i % len(order) :] + order[: i % len(order)]:
+                result = _measure(factories[backend], work)
                 runs[backend].append(result)
                 print(
                     f"run {i + 1}/{args.repeat} {backend}: "
