@@ -231,6 +231,7 @@ class Replay:
             Lane(Scorer(m, score_config), Engine(rules), w, emit_from=emit_from)
             for m, w in zip(models, writers, strict=True)
         ]
+        self.emit_from = emit_from
         self.order = EventOrder(reorder_capacity)
         self.cap = max(score_config.queue_size, 4 * score_config.max_batch)
         self.progress = progress
@@ -304,6 +305,8 @@ class Replay:
             return  # the second lane's copy of a record already counted
         rep.processed = seq + 1
         ts = rec.published_at
+        if self.emit_from is not None and ts < self.emit_from:
+            return  # warm-up: not part of the written span
         if rep.first_event is None or ts < rep.first_event:
             rep.first_event = ts
         if rep.last_event is None or ts > rep.last_event:

@@ -136,7 +136,7 @@ def render(rep: ReplayReport) -> str:
     if rep.interrupted:
         rows.append(("dropped on stop (unscored)", f"{rep.dropped_on_stop:,}"))
     rows += [
-        ("event time span", span),
+        ("event time span written", span),
         ("wall time", f"{rep.wall_s:,.2f} s"),
         ("throughput", f"{rep.throughput:,.1f} items/s"),
     ]
