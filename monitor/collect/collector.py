@@ -214,9 +214,13 @@ class Collector:
         for _, part in parts:
             if part.outcome != "200" or part.body is None:
                 continue
-            parsed = parse_body(
-                part.body, kind=feed.kind, content_type=part.content_type, mapping=feed.mapping
-            )
+            try:
+                parsed = parse_body(
+                    part.body, kind=feed.kind, content_type=part.content_type, mapping=feed.mapping
+                )
+            except Exception as exc:  # a parser bug must cost one feed one poll, nothing more
+                log.exception("parser raised", extra={"feed": feed.id})
+                parsed = ParsedFeed(failed=True, problems=[f"parser raised {exc!r}"])
             parsed_all.append(parsed)
         if parsed_all and all(p.failed for p in parsed_all):
             why = "; ".join(pr for p in parsed_all for pr in p.problems) or "no feed found"
@@ -368,6 +372,17 @@ class Collector:
             self._items_total(len(report.published))
         for item in report.published:
             log.debug("published", extra={"feed": feed.id, "item_id": item.id})
+        if report.published or report.dropped:
+            log.info(
+                "feed polled",
+                extra={
+                    "feed": feed.id,
+                    "outcome": report.outcome,
+                    "entries": report.entries,
+                    "published": len(report.published),
+                    "dropped": len(report.dropped),
+                },
+            )
 
     def _judge(
         self,

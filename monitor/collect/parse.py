@@ -202,7 +202,10 @@ def parse_xml(body: bytes, content_type: str | None = None) -> ParsedFeed:
                 link=e.get("link") or None,
                 guid=e.get("id") or None,
                 summary=summary,
-                published=_struct_to_dt(e.get("published_parsed") or e.get("updated_parsed")),
+                # dict.get: feedparser's own .get maps updated_* to published_* with a warning.
+                published=_struct_to_dt(
+                    dict.get(e, "published_parsed") or dict.get(e, "updated_parsed")
+                ),
             )
         )
     if not out.entries and doc.get("bozo") and not feed:

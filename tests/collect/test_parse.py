@@ -122,3 +122,19 @@ def test_script_and_html_in_titles_are_stripped() -> None:
     (e,) = parse_xml(feeds.HTML_TITLES).entries
     assert plain_text(e.title, 300) == "Meridian Energy & partners sign LNG deal"
     assert plain_text(e.summary, 300) == "Deal worth $4bn"
+
+
+def test_random_and_truncated_inputs_never_raise() -> None:
+    import random
+
+    rng = random.Random(5)
+    samples = [feeds.RSS2, feeds.ATOM, feeds.RSS1, feeds.BILLION_LAUGHS, feeds.JSONFEED]
+    for n in range(300):
+        base = samples[n % len(samples)]
+        cut = base[: rng.randrange(len(base))]
+        noisy = bytearray(cut)
+        for _ in range(rng.randrange(5)):
+            if noisy:
+                noisy[rng.randrange(len(noisy))] = rng.randrange(256)
+        for kind in ("rss", "jsonfeed", "file"):
+            parse_body(bytes(noisy), kind=kind, content_type=None)
