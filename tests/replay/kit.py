@@ -72,7 +72,7 @@ def pick_headlines(model_dir: Path) -> Headlines:
 
 def item(i: int, title: str, when: datetime, entity: str | None, source: str = "wire") -> NewsItem:
     return NewsItem(
-        id=f"item-{i:05d}",
+        id=f"item-{i:05d}" if i >= 0 else f"cluster-{-i:03d}",
         source=source,
         url=f"https://news.example/{i}",
         title=title,
@@ -97,7 +97,7 @@ def archive_items(h: Headlines, n_noise: int = 300) -> tuple[list[NewsItem], lis
         for i in range(n_noise)
     ]
     cluster = [
-        item(10_000 + k, h.negative, CLUSTER_START + k * CLUSTER_STEP, CLUSTER_ENTITY)
+        item(-1 - k, h.negative, CLUSTER_START + k * CLUSTER_STEP, CLUSTER_ENTITY)
         for k in range(CLUSTER_SIZE)
     ]
     everything = noise + cluster
