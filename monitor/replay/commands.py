@@ -186,9 +186,10 @@ def _run(args: argparse.Namespace) -> int:
     from monitor.replay.driver import Replay, output_dirs
     from monitor.replay.readers import RangeStats, read_bus, read_feeds, read_jsonl
     from monitor.replay.report import progress_line, render
-    from monitor.replay.writers import ReplayWriter
+    from monitor.replay.writers import ReplayWriter, check_format
     from monitor.score.model import load_model
 
+    check_format(args.format)
     config = load_config(args.config)
     window = _Range(
         parse_time(args.from_) if args.from_ else None, parse_time(args.to) if args.to else None

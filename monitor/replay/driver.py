@@ -315,11 +315,8 @@ class Replay:
     def _track(self, lane: int, seq: int, rec: ScoredItem) -> None:
         if len(self.lanes) < 2:
             return
-        label = (
-            "unscored"
-            if any(f.startswith(UNSCORED_PREFIX) for f in rec.flags)
-            else (rec.sentiment.label)
-        )
+        unscored = any(f.startswith(UNSCORED_PREFIX) for f in rec.flags)
+        label = "unscored" if unscored else rec.sentiment.label
         other = self._labels.pop(seq, None)
         if other is None:
             self._labels[seq] = label

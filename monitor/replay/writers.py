@@ -230,14 +230,19 @@ def _sink(fmt: Format, path: Path, columns: Sequence[str]) -> RowSink:
     return JsonlSink(path, columns)
 
 
+def check_format(fmt: str) -> None:
+    """Refuse an unknown format, or Parquet without pyarrow, before any work is done."""
+    if fmt not in FORMATS:
+        raise ReplayError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        _pyarrow()
+
+
 class ReplayWriter:
     """Items and alerts of one model into one directory."""
 
     def __init__(self, out_dir: Path, fmt: Format = "jsonl", *, flush_every: int = 5000) -> None:
-        if fmt not in FORMATS:
-            raise ReplayError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
-        if fmt == "parquet":
-            _pyarrow()  # fail before any file is created
+        check_format(fmt)  # before any file is created
         out_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir = out_dir
         self.format = fmt

@@ -532,3 +532,58 @@ def test_warmup_fills_windows_before_from_without_writing_them(
     assert _when(alerts[0]["starts_at"]) == fired_on.published_at
     if warmup:
         assert rep["models"][0]["warmup_items"] > 0 and "warm-up" in text
+
+
+def test_parquet_without_pyarrow_names_the_extra(
+    setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an install without the extra sees
+    archive = setup["tmp"] / "a.jsonl"
+    archive.write_text("")
+    code = main(
+        [
+            "replay",
+            "--config",
+            str(setup["config"]),
+            "--archive",
+            str(archive),
+            "--out",
+            str(setup["tmp"] / "out"),
+            "--format",
+            "parquet",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "pyarrow" in err and "riskwire[replay]" in err
+    assert not (setup["tmp"] / "out" / "items.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--from", "yesterday"], "not a time"),
+        (["--from", "2026-11-02", "--to", "2026-11-01"], "must be after --from"),
+        (["--warmup", "7d"], "--warmup needs --from"),
+        (["--from", "2026-11-02", "--warmup", "soon"], "--warmup"),
+    ],
+)
+def test_bad_ranges_are_refused_with_the_reason(
+    argv: list[str], message: str, setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = setup["tmp"] / "a.jsonl"
+    archive.write_text("")
+    code = main(
+        [
+            "replay",
+            "--config",
+            str(setup["config"]),
+            "--archive",
+            str(archive),
+            "--out",
+            str(setup["tmp"] / "out"),
+            *argv,
+        ]
+    )
+    assert code == 2
+    assert message in capsys.readouterr().err
