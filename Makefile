@@ -35,8 +35,8 @@ $(UV): | $(PY)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
 
 $(STAMP): pyproject.toml | $(UV)
-	@echo ">> installing riskwire with the train and dev extras into $(VENV) (first time on a machine: several GB)"
-	$(UV) pip install --python $(PY) -e '.[train,dev]'
+	@echo ">> installing riskwire with the train, dev and replay extras into $(VENV) (first time on a machine: several GB)"
+	$(UV) pip install --python $(PY) -e '.[train,dev,replay]'
 	@touch $(STAMP)
 
 install: $(STAMP)
