@@ -316,6 +316,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'items published / parsed':<28}{ours['items']:>12}{base['items']:>14}")
     print(f"outcomes: ours {ours['outcomes']}  feedparser {base['outcomes']}")
     print(
+        "ours = fetch + XML guard + parse + normalise + entities + dedup/novelty + publish to "
+        "the embedded bus + seen-set; feedparser = fetch + parse only"
+    )
+    print(
         "targets: >= 50 feeds/s: "
         + ("ok" if ours["feeds_per_s"] >= 50 else "MISSED")
         + f"; peak RSS < 300 MB: {'ok' if ours['peak_rss_mb'] < 300 else 'MISSED'}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -346,8 +347,16 @@ class Collector:
             failed = self._failed(feed, st, outcome, f"bus: {exc}", None, dry_run)
             failed.outcome = "publish_error"
             return failed
-        self.state.add_seen(rows, new_state)
+        # The items are on the bus now: remember them in memory whatever the state file does.
         self.deduper.commit(new_ids)
+        try:
+            self.state.add_seen(rows, new_state)
+        except sqlite3.Error as exc:
+            # Not fatal: after a restart these items may be published once more (at least once).
+            log.error(
+                "cannot write the seen-set; items may be re-published after a restart",
+                extra={"feed": feed.id, "items": len(rows), "error": str(exc)},
+            )
         self._count(feed, report)
         return report
 

@@ -74,3 +74,22 @@ def test_reservation_blocks_a_concurrent_copy_and_release_frees_it() -> None:
     assert not copy.new
     d.release(["a"])
     assert d.check(cand("b", "Quarry Mining halts Andes mine after an accident", 0), 0).new
+
+
+def test_seen_set_expires_after_retention(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from monitor.collect.state import SeenRow, StateStore
+
+    store = StateStore(tmp_path / "s.sqlite")
+    day = 86400.0
+    rows = [
+        SeenRow(f"i{n}", None, "f", f"title {n}", frozenset({"t"}), (), 0, n * day)
+        for n in range(5)
+    ]
+    store.add_seen(rows)
+    assert store.prune(before_ts=3 * day) == 3 and store.count_seen() == 2
+    d = Deduper(retention_s=2 * day)
+    assert d.load(store, now=5 * day) == 2
+    assert not d.check(cand("i4", "whatever title here", 5 * day), 5 * day).new
+    d.prune_ids(now=7 * day)
+    assert len(d) == 0
+    store.close()
