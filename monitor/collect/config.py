@@ -70,7 +70,7 @@ class FeedConfig(_Strict):
     )
     mapping: JsonMapping | None = Field(default=None, description="fields of a kind: json feed")
     lang: str | None = Field(default=None, description="language when the feed does not say")
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="false: keep the entry, do not poll it")
 
     @model_validator(mode="after")
     def _source_matches_kind(self) -> FeedConfig:
@@ -91,11 +91,13 @@ class FeedConfig(_Strict):
 
 
 class HttpFetchConfig(_Strict):
-    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    read_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120, description="TCP/TLS connect")
+    read_timeout_s: float = Field(
+        default=15.0, gt=0, le=300, description="longest silence while waiting for bytes"
+    )
     total_timeout_s: float = Field(default=30.0, gt=0, le=600, description="whole fetch deadline")
-    max_redirects: int = Field(default=5, ge=0, le=20)
-    verify_tls: bool = True
+    max_redirects: int = Field(default=5, ge=0, le=20, description="a loop is an error at once")
+    verify_tls: bool = Field(default=True, description="check server certificates")
 
 
 class BackoffConfig(_Strict):
@@ -137,13 +139,16 @@ class CollectConfig(_Strict):
     user_agent: str = Field(
         default="Riskwire/0.1 (+https://github.com/riskwire/riskwire; feed monitor)",
         min_length=1,
+        description="sent with every request: say who you are and how to reach you",
     )
     max_body_mb: float = Field(default=10.0, gt=0, le=512, description="abort bodies beyond this")
     concurrency: int = Field(default=16, ge=1, le=512, description="fetches in flight overall")
     per_host_concurrency: int = Field(default=2, ge=1, le=64, description="fetches per host")
-    max_entries_per_feed: int = Field(default=500, ge=1, le=100_000)
-    title_max_chars: int = Field(default=300, ge=20)
-    summary_max_chars: int = Field(default=2000, ge=0)
+    max_entries_per_feed: int = Field(
+        default=500, ge=1, le=100_000, description="entries read per poll (the newest)"
+    )
+    title_max_chars: int = Field(default=300, ge=20, description="longer titles are cut")
+    summary_max_chars: int = Field(default=2000, ge=0, description="longer summaries are cut")
     future_tolerance_s: float = Field(
         default=600.0, ge=0, description="a date further ahead than this is replaced and flagged"
     )
