@@ -84,6 +84,7 @@ class Deliverer:
         self._wake: dict[str, threading.Event] = {n: threading.Event() for n in self.receivers}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._depth_at = float("-inf")
 
     @classmethod
     def from_config(
@@ -195,10 +196,16 @@ class Deliverer:
                 flushed = self._send(spec, todo, owner)
         finally:
             self.store.release(receiver, group_key, owner, flushed_at=flushed)
-        if self.metrics is not None:
-            for name, n in self.store.depth_all(list(self.receivers)).items():
-                self.metrics.outbox_depth.labels(receiver=name).set(n)
+        self._report_depth()
         return True
+
+    def _report_depth(self) -> None:
+        now = time.monotonic()
+        if self.metrics is None or now - self._depth_at < 1.0:
+            return
+        self._depth_at = now
+        for name, n in self.store.depth_all(list(self.receivers)).items():
+            self.metrics.outbox_depth.labels(receiver=name).set(n)
 
     def _send(self, spec: ReceiverSpec, todo: list[Delivery], owner: str) -> float | None:
         by_id = {d.alert.id: d for d in todo}
@@ -208,8 +215,7 @@ class Deliverer:
         def on_sent(alert: Alert) -> None:
             d = by_id[alert.id]
             now = self.clock()
-            self.store.mark_sent(d, now=now)
-            self.store.renew(d.receiver, d.group_key, owner, until=now + self.lease_s)
+            self.store.mark_sent(d, now=now, owner=owner, lease_s=self.lease_s)
             sent.add(alert.id)
             log.info(
                 "alert delivered",

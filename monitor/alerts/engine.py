@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 import json
 import math
 import re
@@ -36,7 +37,7 @@ from typing import Any, Protocol
 
 from monitor.alerts.config import RuleConfig, _AlertsDoc
 from monitor.alerts.rules import CompiledRule, RuleIndex, compile_rules, novelty_of
-from monitor.records import Alert, AlertItem, ScoredItem
+from monitor.records import Alert, AlertItem, ScoredItem, rfc3339
 
 _FIELD = re.compile(r"\{([a-z_]+)\}")
 
@@ -76,17 +77,28 @@ class Event:
 
 @dataclass
 class GroupState:
-    """One (rule, group key): its window events, baseline buckets and firing state."""
+    """One (rule, group key): its window events, baseline buckets and firing state.
+
+    ``ts``, ``cpol`` and ``cneg`` run beside ``events``: event times and running sums of
+    polarity and negatives. A window's count, mean and share are then two bisects and two
+    differences; dropping events from the front leaves the differences valid.
+    """
 
     rule: str
     key: str
     events: list[Event] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    cpol: list[float] = field(default_factory=list)
+    cneg: list[int] = field(default_factory=list)
+    base_pol: float = 0.0  # running sums just before events[0]
+    base_neg: int = 0
     ids: set[str] = field(default_factory=set)
     buckets: dict[int, list[float]] = field(default_factory=dict)
     firing: bool = False
     fired_end: float | None = None
     alert_id: str | None = None
-    seen: list[str] = field(default_factory=list)  # recent ids, also those pruned from events
+    # The window at the watermark cannot change before this (not saved: a reload re-checks).
+    check_after: float = float("-inf")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -96,7 +108,6 @@ class GroupState:
                 "firing": self.firing,
                 "fired_end": self.fired_end,
                 "alert_id": self.alert_id,
-                "seen": self.seen[-500:],
             },
             separators=(",", ":"),
         )
@@ -105,19 +116,61 @@ class GroupState:
     def from_json(cls, rule: str, key: str, text: str) -> GroupState:
         doc = json.loads(text)
         g = cls(rule, key)
-        g.events = [Event(e[0], e[1], e[2], e[3], e[4]) for e in doc["events"]]
-        g.seen = list(doc.get("seen", []))
-        g.ids = {e.id for e in g.events} | set(g.seen)
+        for e in doc["events"]:
+            g.insert(Event(e[0], e[1], e[2], e[3], e[4]))
         g.buckets = {int(k): v for k, v in doc["buckets"].items()}
         g.firing = doc["firing"]
         g.fired_end = doc["fired_end"]
         g.alert_id = doc["alert_id"]
         return g
 
+    def insert(self, ev: Event) -> int:
+        ts = self.ts
+        pos = len(ts) if not ts or ts[-1] <= ev.ts else bisect.bisect_right(ts, ev.ts)
+        prev_pol = self.cpol[pos - 1] if pos else self.base_pol
+        prev_neg = self.cneg[pos - 1] if pos else self.base_neg
+        neg = 1 if ev.negative else 0
+        self.events.insert(pos, ev)
+        ts.insert(pos, ev.ts)
+        self.cpol.insert(pos, prev_pol + ev.polarity)
+        self.cneg.insert(pos, prev_neg + neg)
+        for j in range(pos + 1, len(ts)):  # only for out-of-order inserts
+            self.cpol[j] += ev.polarity
+            self.cneg[j] += neg
+        self.ids.add(ev.id)
+        self.check_after = float("-inf")
+        return pos
+
+    def next_change(self, end: float, size: float) -> float:
+        """The first later window end at which an event leaves or enters the window."""
+        lo, hi = self.bounds(end, size)
+        leave = self.ts[lo] + size if lo < hi else float("inf")
+        enter = self.ts[hi] if hi < len(self.ts) else float("inf")
+        return min(leave, enter)
+
+    def drop_until(self, horizon: float) -> None:
+        """Forget events at or before ``horizon`` (no window still open can hold them)."""
+        n = bisect.bisect_right(self.ts, horizon)
+        if n:
+            for e in self.events[:n]:
+                self.ids.discard(e.id)
+            self.base_pol = self.cpol[n - 1]
+            self.base_neg = self.cneg[n - 1]
+            del self.events[:n], self.ts[:n], self.cpol[:n], self.cneg[:n]
+
+    def bounds(self, end: float, size: float) -> tuple[int, int]:
+        return bisect.bisect_right(self.ts, end - size), bisect.bisect_right(self.ts, end)
+
+    def sums(self, lo: int, hi: int) -> tuple[int, float, int]:
+        """count, sum of polarity, negatives of events[lo:hi]."""
+        if hi <= lo:
+            return 0, 0.0, 0
+        pol = self.cpol[hi - 1] - (self.cpol[lo - 1] if lo else self.base_pol)
+        neg = self.cneg[hi - 1] - (self.cneg[lo - 1] if lo else self.base_neg)
+        return hi - lo, pol, neg
+
     def window(self, end: float, size: float) -> list[Event]:
-        ts = [e.ts for e in self.events]
-        lo = bisect.bisect_right(ts, end - size)
-        hi = bisect.bisect_right(ts, end)
+        lo, hi = self.bounds(end, size)
         return self.events[lo:hi]
 
 
@@ -146,6 +199,7 @@ class Engine:
         state: StateStore | None = None,
         watermark: float | None = None,
         on_late: Callable[[str], None] | None = None,
+        advance_step: float = 0.0,
     ) -> None:
         self.rules = compile_rules(doc.rules, doc.watchlists)
         self.index = RuleIndex.build(self.rules)
@@ -156,10 +210,19 @@ class Engine:
         self.max_ts = watermark if watermark is not None else float("-inf")
         self.stats = EngineStats()
         self.on_late = on_late
+        self._item_cache: tuple[ScoredItem, dict[str, Any]] | None = None
+        # Firing groups, and a heap of when each may next clear (in event time, lateness
+        # included): advance() touches only the groups whose window at the watermark changed.
+        self.firing: dict[tuple[str, str], None] = {}  # insertion-ordered set
+        self._due: list[tuple[float, str, str]] = []
+        self.advance_step = advance_step
+        self._advanced_at = float("-inf")
         if state is not None:
             for rule, key, text in state.firing_groups():
                 if rule in self.by_name:
                     self.groups[(rule, key)] = GroupState.from_json(rule, key, text)
+                    self.firing[(rule, key)] = None
+                    heapq.heappush(self._due, (float("-inf"), rule, key))
 
     # --- public ------------------------------------------------------------------------------
 
@@ -185,20 +248,31 @@ class Engine:
         """Clear firing groups whose window at the watermark no longer holds."""
         if now is not None:
             self.max_ts = max(self.max_ts, now)
+        elif self.max_ts < self._advanced_at + self.advance_step:
+            return []
+        self._advanced_at = self.max_ts
         out: list[Alert] = []
-        for (name, key), g in list(self.groups.items()):
-            if not g.firing:
-                continue
+        due = self._due
+        while due and due[0][0] <= self.max_ts:
+            at, name, key = heapq.heappop(due)
+            g = self.groups.get((name, key))
             rule = self.by_name.get(name)
-            if rule is None or rule.cfg.window is None:
+            if g is None or not g.firing or at != g.check_after or rule is None:
+                continue  # stale entry: rescheduled since, or no longer firing
+            if rule.cfg.window is None or rule.cfg.condition is None:
                 continue
             wm = self.max_ts - rule.cfg.window.allowed_lateness
             if g.fired_end is not None and wm <= g.fired_end:
+                self._schedule(rule, g, g.fired_end, after=True)
+                continue
+            if self._holds(rule, g, wm) and (
+                rule.cfg.condition.zscore is None or self._evaluate(rule, g, wm)[0]
+            ):
+                self._schedule(rule, g, wm)
                 continue
             ok, values, _conds, events = self._evaluate(rule, g, wm)
-            if ok:
-                continue
             g.firing = False
+            del self.firing[(name, key)]
             fired_id = g.alert_id or ""
             g.alert_id = None
             self.dirty.add((name, key))
@@ -220,10 +294,29 @@ class Engine:
             self._prune(rule, g)
         return out
 
+    def _schedule(self, rule: CompiledRule, g: GroupState, wm: float, after: bool = False) -> None:
+        """Queue ``g`` for the watermark at which its window next changes."""
+        w = rule.cfg.window
+        c = rule.cfg.condition
+        assert w is not None and c is not None
+        if after:
+            nxt = wm + 1e-6
+        elif c.zscore is not None:
+            nxt = wm + min(w.size, _bucket(c.zscore.baseline))  # the baseline moves too
+        else:
+            nxt = g.next_change(wm, w.size)
+        g.check_after = nxt + w.allowed_lateness
+        heapq.heappush(self._due, (g.check_after, rule.name, g.key))
+
     def dirty_states(self) -> list[tuple[str, str, str]]:
         """(rule, key, json) of every group changed since the last call."""
         groups = self.groups
         out = [(r, k, groups[(r, k)].to_json()) for r, k in self.dirty if (r, k) in groups]
+        # Saved now: an empty, quiet group need not stay in memory (it reloads as empty).
+        for r, k in self.dirty:
+            g = groups.get((r, k))
+            if g is not None and not g.events and not g.firing and not g.buckets:
+                del groups[(r, k)]
         self.dirty.clear()
         return out
 
@@ -238,17 +331,22 @@ class Engine:
         return g
 
     def _item(self, item: ScoredItem) -> dict[str, Any]:
-        return AlertItem(
-            id=item.id,
-            url=item.url,
-            title=item.title,
-            source=item.source,
-            sentiment=item.sentiment.label,
-            polarity=item.sentiment.polarity,
-            tags=tuple(r.tag for r in item.risk if r.p >= 0.5),
-            novelty=novelty_of(item),
-            published_at=item.published_at,
-        ).model_dump(mode="json")
+        """The item as an alert carries it (AlertItem's JSON), built once per record."""
+        if self._item_cache is not None and self._item_cache[0] is item:
+            return self._item_cache[1]
+        doc = {
+            "id": item.id,
+            "url": item.url,
+            "title": item.title,
+            "source": item.source,
+            "sentiment": item.sentiment.label,
+            "polarity": item.sentiment.polarity,
+            "tags": [r.tag for r in item.risk if r.p >= 0.5],
+            "novelty": novelty_of(item),
+            "published_at": rfc3339(item.published_at),
+        }
+        self._item_cache = (item, doc)
+        return doc
 
     def _instant(self, rule: CompiledRule, key: str, item: ScoredItem) -> Alert:
         fp = fingerprint_of(rule.name, key)
@@ -282,12 +380,9 @@ class Engine:
             return None
         ev = Event(ts, item.id, item.sentiment.polarity, item.sentiment.label == "negative", {})
         ev.item = self._item(item)
-        pos = bisect.bisect_right([e.ts for e in g.events], ts)
-        g.events.insert(pos, ev)
-        g.ids.add(item.id)
-        g.seen.append(item.id)
-        if len(g.seen) > 1000:
-            del g.seen[:500]
+        pos = g.insert(ev)
+        if g.firing:
+            heapq.heappush(self._due, (g.check_after, rule.name, key))  # insert reset it
         z = rule.cfg.condition.zscore if rule.cfg.condition else None
         if z is not None:
             b = g.buckets.setdefault(int(ts // _bucket(z.baseline)), [0.0, 0.0, 0.0])
@@ -299,11 +394,15 @@ class Engine:
         alert: Alert | None = None
         if not g.firing:
             # Windows ending at the new item and at later items within `size` of it.
-            ends = [ts] + [e.ts for e in g.events[pos + 1 :] if e.ts < ts + w.size]
+            ends = [ts] + [t for t in g.ts[pos + 1 :] if t < ts + w.size]
             for end in ends:
+                if not self._holds(rule, g, end):
+                    continue
                 ok, values, conds, events = self._evaluate(rule, g, end)
                 if ok:
                     g.firing = True
+                    self.firing[(rule.name, key)] = None
+                    self._schedule(rule, g, end)
                     g.fired_end = end
                     fp = fingerprint_of(rule.name, key)
                     g.alert_id = _id(fp, "firing", f"{end:.3f}")
@@ -326,14 +425,7 @@ class Engine:
     def _prune(self, rule: CompiledRule, g: GroupState) -> None:
         w = rule.cfg.window
         assert w is not None
-        horizon = self.max_ts - w.allowed_lateness - w.size
-        n = 0
-        while n < len(g.events) and g.events[n].ts <= horizon:
-            n += 1
-        if n:
-            del g.events[:n]
-            # Keep recently seen ids so that a replay of pruned items is still recognised.
-            g.ids = {e.id for e in g.events} | set(g.seen)
+        g.drop_until(self.max_ts - w.allowed_lateness - w.size)
         z = rule.cfg.condition.zscore if rule.cfg.condition else None
         if z is not None and g.buckets:
             width = _bucket(z.baseline)
@@ -341,16 +433,32 @@ class Engine:
             for k in [k for k in g.buckets if k < oldest]:
                 del g.buckets[k]
 
+    def _holds(self, rule: CompiledRule, g: GroupState, end: float) -> bool:
+        """The condition at ``end``, numbers only (the fast path; explain comes after)."""
+        w = rule.cfg.window
+        c = rule.cfg.condition
+        assert w is not None and c is not None
+        n, spol, sneg = g.sums(*g.bounds(end, w.size))
+        if n == 0:
+            return False
+        if c.count is not None and not c.count.holds(n):
+            return False
+        if c.mean_polarity is not None and not c.mean_polarity.holds(round(spol / n, 4)):
+            return False
+        # zscore is left to _evaluate: it needs the baseline sums.
+        return c.share_negative is None or c.share_negative.holds(round(sneg / n, 4))
+
     def _evaluate(
         self, rule: CompiledRule, g: GroupState, end: float
     ) -> tuple[bool, dict[str, Any], list[dict[str, Any]], list[Event]]:
         w = rule.cfg.window
         c = rule.cfg.condition
         assert w is not None and c is not None
-        events = g.window(end, w.size)
-        n = len(events)
-        mean = sum(e.polarity for e in events) / n if n else 0.0
-        neg = sum(1 for e in events if e.negative) / n if n else 0.0
+        lo, hi = g.bounds(end, w.size)
+        events = g.events[lo:hi]
+        n, spol, sneg = g.sums(lo, hi)
+        mean = spol / n if n else 0.0
+        neg = sneg / n if n else 0.0
         values: dict[str, Any] = {
             "count": n,
             "mean_polarity": round(mean, 4),

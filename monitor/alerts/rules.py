@@ -1,10 +1,10 @@
 """Rules compiled for speed, and an index so each record meets only the rules that could match it.
 
 A rule's filter is the AND of its ``match`` fields. The index files each rule under the most
-selective thing it filters on (entity ids / watchlists, then sources, then risk tags, then the
-sentiment label); a rule that filters on none of these is checked for every record. The naive
-evaluator (every rule on every record) is kept for the benchmark's baseline and for tests that
-check the index changes nothing.
+selective thing it filters on: entity ids / watchlists, then sources, then title keywords (one
+Aho-Corasick automaton for all), then risk tags, then the sentiment label. A rule that filters
+on none of these is checked for every record. The naive evaluator (every rule on every record)
+is kept for the benchmark's baseline and for the test that checks the index changes nothing.
 """
 
 from __future__ import annotations
@@ -160,11 +160,13 @@ class RuleIndex:
     by_tag: dict[str, tuple[list[float], list[int]]] = field(default_factory=dict)
     by_label: dict[str, list[int]] = field(default_factory=dict)
     always: list[int] = field(default_factory=list)
+    keywords: Any = None  # an Aho-Corasick automaton: keyword -> rule indices
 
     @classmethod
     def build(cls, rules: list[CompiledRule]) -> RuleIndex:
         idx = cls(rules)
         tags: dict[str, list[tuple[float, int]]] = {}
+        words: dict[str, list[int]] = {}
         for r in rules:
             if r.entities is not None:
                 for e in r.entities:
@@ -172,6 +174,9 @@ class RuleIndex:
             elif r.sources is not None:
                 for s in r.sources:
                     idx.by_source.setdefault(s, []).append(r.index)
+            elif r.keywords:
+                for k in r.keywords:
+                    words.setdefault(k, []).append(r.index)
             elif r.risk:
                 for tag, p in r.risk:
                     tags.setdefault(tag, []).append((p, r.index))
@@ -183,6 +188,14 @@ class RuleIndex:
         for tag, pairs in tags.items():
             pairs.sort()
             idx.by_tag[tag] = ([p for p, _ in pairs], [i for _, i in pairs])
+        if words:
+            import ahocorasick
+
+            auto = ahocorasick.Automaton()
+            for k, ids in words.items():
+                auto.add_word(k, tuple(ids))
+            auto.make_automaton()
+            idx.keywords = auto
         return idx
 
     def candidates(self, item: ScoredItem) -> list[CompiledRule]:
@@ -203,6 +216,10 @@ class RuleIndex:
         got = self.by_label.get(item.sentiment.label)
         if got:
             hit.update(got)
+        if self.keywords is not None:
+            # Substring hits, the same test CompiledRule.matches applies to keywords.
+            for _end, ids in self.keywords.iter(item.title.lower()):
+                hit.update(ids)
         rules = self.rules
         return [rules[i] for i in sorted(hit) if rules[i].matches(item)]
 

@@ -257,6 +257,9 @@ class AlertStore:
         A group waits for its oldest row: a newer alert never overtakes an older one of the same
         group that is backing off, which keeps order per fingerprint.
         """
+        # A read first: idle workers must not queue for the write lock just to find nothing.
+        if not self._due_group(self._conn(), receiver, now):
+            return None
         with self._tx() as c:
             row = c.execute(
                 "SELECT d.group_key FROM deliveries d JOIN (SELECT group_key, MIN(seq) AS s FROM"
@@ -306,6 +309,15 @@ class AlertStore:
             for r in rows
         ]
 
+    @staticmethod
+    def _due_group(c: sqlite3.Connection, receiver: str, now: float) -> bool:
+        row = c.execute(
+            "SELECT 1 FROM deliveries WHERE receiver=? AND state='pending' AND not_before<=?"
+            " LIMIT 1",
+            (receiver, now),
+        ).fetchone()
+        return row is not None
+
     def release(
         self, receiver: str, group_key: str, owner: str, *, flushed_at: float | None
     ) -> None:
@@ -347,9 +359,20 @@ class AlertStore:
         got = self.depth()
         return {r: got.get(r, 0) for r in receivers}
 
-    def mark_sent(self, d: Delivery, *, now: float) -> None:
-        """Record a successful send: the delivery, the notification log, the sent id."""
+    def mark_sent(
+        self, d: Delivery, *, now: float, owner: str | None = None, lease_s: float = 0.0
+    ) -> None:
+        """Record a successful send: the delivery, the notification log, the sent id.
+
+        With ``owner``, the group's lease is renewed in the same transaction.
+        """
         with self._tx() as c:
+            if owner is not None:
+                c.execute(
+                    "UPDATE groups SET lease_until=? WHERE receiver=? AND group_key=? AND"
+                    " lease_owner=?",
+                    (now + lease_s, d.receiver, d.group_key, owner),
+                )
             c.execute(
                 "UPDATE deliveries SET state='sent', done_at=?, attempts=attempts+1 WHERE seq=?",
                 (now, d.seq),

@@ -184,11 +184,15 @@ def test_400_is_final_dead_lettered_with_reason_and_redeliverable(
 ) -> None:
     bad = make_alert(1)
     good = make_alert(2, entity="GLOBEX")
-    receiver.respond = lambda hit, n: (
-        (400, {}, b"bad payload")
-        if json.loads(hit.body)["id"] == bad.id and n == 0
-        else (200, {}, b"ok")
-    )
+    refused: list[str] = []
+
+    def respond(hit: Any, n: int) -> tuple[int, dict[str, str], bytes]:
+        if json.loads(hit.body)["id"] == bad.id and not refused:
+            refused.append(bad.id)
+            return 400, {}, b"bad payload"
+        return 200, {}, b"ok"
+
+    receiver.respond = respond
     r = rig(tmp_path, [hook(receiver.url)], {"receiver": "desk"})
     rigs.append(r)
     r.send([bad, good])

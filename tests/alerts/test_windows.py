@@ -230,3 +230,24 @@ def test_index_gives_the_same_matches_as_naive_evaluation() -> None:
         fast = [r.name for r in e.index.candidates(item)]
         slow = [r.name for r in naive_matches(e.rules, item)]
         assert fast == slow
+
+
+def test_running_sums_match_brute_force_with_out_of_order_inserts_and_drops() -> None:
+    from monitor.alerts.engine import Event, GroupState
+
+    rng = random.Random(5)
+    g = GroupState("r", "k")
+    t = 0.0
+    for i in range(2000):
+        t += rng.uniform(0, 10)
+        ts = t - rng.uniform(0, 60) if rng.random() < 0.3 else t
+        g.insert(Event(ts, f"e{i}", rng.uniform(-1, 1), rng.random() < 0.4, {}))
+        if i % 50 == 0:
+            g.drop_until(t - 900)
+        end = t - rng.uniform(0, 100)
+        lo, hi = g.bounds(end, 300)
+        n, pol, neg = g.sums(lo, hi)
+        brute = [e for e in g.events if end - 300 < e.ts <= end]
+        assert n == len(brute) and neg == sum(e.negative for e in brute)
+        assert abs(pol - sum(e.polarity for e in brute)) < 1e-9
+    assert g.ts == sorted(g.ts) and len(g.ids) == len(g.events)
