@@ -190,12 +190,14 @@ class Deliverer:
             return False
         group_key = batch[0].group_key if batch else ""
         flushed: float | None = None
+        released = False
         try:
             todo = run_stages(self.stages, now, batch)
             if todo:
-                flushed = self._send(spec, todo, owner)
+                flushed, released = self._send(spec, todo, owner)
         finally:
-            self.store.release(receiver, group_key, owner, flushed_at=flushed)
+            if not released:
+                self.store.release(receiver, group_key, owner, flushed_at=flushed)
         self._report_depth()
         return True
 
@@ -207,15 +209,26 @@ class Deliverer:
         for name, n in self.store.depth_all(list(self.receivers)).items():
             self.metrics.outbox_depth.labels(receiver=name).set(n)
 
-    def _send(self, spec: ReceiverSpec, todo: list[Delivery], owner: str) -> float | None:
+    def _send(
+        self, spec: ReceiverSpec, todo: list[Delivery], owner: str
+    ) -> tuple[float | None, bool]:
+        """Send; returns (flush time or None, whether the group's lease is already released)."""
         by_id = {d.alert.id: d for d in todo}
         sent: set[str] = set()
         start = self.clock()
+        last = todo[-1].alert.id
 
         def on_sent(alert: Alert) -> None:
             d = by_id[alert.id]
             now = self.clock()
-            self.store.mark_sent(d, now=now, owner=owner, lease_s=self.lease_s)
+            # The last one of the group also releases the lease, in the same transaction.
+            self.store.mark_sent(
+                d,
+                now=now,
+                owner=owner,
+                lease_s=self.lease_s,
+                release_flushed_at=start if alert.id == last else None,
+            )
             sent.add(alert.id)
             log.info(
                 "alert delivered",
@@ -233,11 +246,9 @@ class Deliverer:
                 )
 
         retry, err = spec.notifier.notify([d.alert for d in todo], on_sent)
-        if err is None:
-            return start
+        if err is None or last in sent:
+            return start, last in sent
         left = [d for d in todo if d.alert.id not in sent]
-        if not left:
-            return start
         now = self.clock()
         # A per-alert notifier (the generic webhook) failed on the first unsent alert; the ones
         # after it were not tried and simply stay due. A group notifier failed for all.
@@ -246,7 +257,7 @@ class Deliverer:
         delay = self.backoff.delay(max(d.attempts for d in failed) + 1, err.retry_after)
         for d in failed:
             self._failed(spec, d, retry, err, now, delay)
-        return start if sent else None
+        return (start if sent else None), False
 
     def _failed(
         self,

@@ -36,13 +36,16 @@ class CompiledRule:
     risk: tuple[tuple[str, float], ...]
     keywords: tuple[str, ...]
     regex: re.Pattern[str] | None
+    indexed_by: str = ""  # the filter the index already checked (entity, source, keyword)
 
     @property
     def name(self) -> str:
         return self.cfg.name
 
-    def matches(self, item: ScoredItem) -> bool:
+    def matches(self, item: ScoredItem, indexed: bool = False) -> bool:
+        """All filters hold. ``indexed``: the index found the rule, skip what it checked."""
         m = self.cfg.match
+        skip = self.indexed_by if indexed else ""
         s = item.sentiment
         if self.labels is not None and s.label not in self.labels:
             return False
@@ -57,13 +60,17 @@ class CompiledRule:
                 return False
         if self.sources is not None and item.source not in self.sources:
             return False
-        if self.entities is not None and not any(e.id in self.entities for e in item.entities):
+        if (
+            self.entities is not None
+            and skip != "entity"
+            and not any(e.id in self.entities for e in item.entities)
+        ):
             return False
         if self.risk and not any(
             r.tag == tag and r.p >= p for tag, p in self.risk for r in item.risk
         ):
             return False
-        if self.keywords:
+        if self.keywords and skip != "keyword":
             title = item.title.lower()
             if not any(k in title for k in self.keywords):
                 return False
@@ -169,12 +176,14 @@ class RuleIndex:
         words: dict[str, list[int]] = {}
         for r in rules:
             if r.entities is not None:
+                r.indexed_by = "entity"
                 for e in r.entities:
                     idx.by_entity.setdefault(e, []).append(r.index)
             elif r.sources is not None:
                 for s in r.sources:
                     idx.by_source.setdefault(s, []).append(r.index)
             elif r.keywords:
+                r.indexed_by = "keyword"
                 for k in r.keywords:
                     words.setdefault(k, []).append(r.index)
             elif r.risk:
@@ -221,7 +230,7 @@ class RuleIndex:
             for _end, ids in self.keywords.iter(item.title.lower()):
                 hit.update(ids)
         rules = self.rules
-        return [rules[i] for i in sorted(hit) if rules[i].matches(item)]
+        return [rules[i] for i in sorted(hit) if rules[i].matches(item, True)]
 
 
 def naive_matches(rules: Iterable[CompiledRule], item: ScoredItem) -> list[CompiledRule]:

@@ -360,14 +360,27 @@ class AlertStore:
         return {r: got.get(r, 0) for r in receivers}
 
     def mark_sent(
-        self, d: Delivery, *, now: float, owner: str | None = None, lease_s: float = 0.0
+        self,
+        d: Delivery,
+        *,
+        now: float,
+        owner: str | None = None,
+        lease_s: float = 0.0,
+        release_flushed_at: float | None = None,
     ) -> None:
         """Record a successful send: the delivery, the notification log, the sent id.
 
-        With ``owner``, the group's lease is renewed in the same transaction.
+        With ``owner``, the group's lease is renewed in the same transaction, or released (and
+        the group's flush time set) with ``release_flushed_at``.
         """
         with self._tx() as c:
-            if owner is not None:
+            if owner is not None and release_flushed_at is not None:
+                c.execute(
+                    "UPDATE groups SET lease_until=NULL, lease_owner=NULL, last_flush_at=? WHERE"
+                    " receiver=? AND group_key=? AND lease_owner=?",
+                    (release_flushed_at, d.receiver, d.group_key, owner),
+                )
+            elif owner is not None:
                 c.execute(
                     "UPDATE groups SET lease_until=? WHERE receiver=? AND group_key=? AND"
                     " lease_owner=?",

@@ -141,7 +141,7 @@ def test_receiver_down_then_back_gets_everything_in_order(tmp_path: Path, rigs: 
         for entity in ("ACME", "GLOBEX"):
             want = [a.id for a in alerts if a.entity == entity]
             assert [k for k in got if k in want] == want  # in order per fingerprint
-        assert r.store.states() == {"sent": 10}
+        wait_for(lambda: r.store.states() == {"sent": 10}, what="all recorded as sent")
     finally:
         back.stop()
 
