@@ -70,7 +70,19 @@ def _default(field: FieldInfo) -> str:
         return f"`{value}`"
 
 
-def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, str]]:
+def _item_model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model of a list/tuple of models (``tuple[FeedConfig, ...]``), else None."""
+    if typing.get_origin(annotation) in (list, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        if len(args) == 1:
+            return _model_of(args[0])
+    return None
+
+
+def rows(
+    model: type[BaseModel], prefix: str = "", seen: tuple[type[BaseModel], ...] = ()
+) -> list[tuple[str, str, str, str]]:
+    seen = (*seen, model)
     out: list[tuple[str, str, str, str]] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
@@ -78,9 +90,12 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         if sub is not None:
             if field.description:
                 out.append((key, "section", "", field.description))
-            out.extend(rows(sub, f"{key}."))
+            out.extend(rows(sub, f"{key}.", seen))
             continue
         out.append((key, _type_name(field.annotation), _default(field), field.description or ""))
+        item = _item_model_of(field.annotation)
+        if item is not None and item not in seen:
+            out.extend(rows(item, f"{key}[].", seen))
     return out
 
 
