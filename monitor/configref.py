@@ -38,16 +38,21 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "").replace("pathlib.", "")
-    text = text.replace("pydantic.types.", "").replace("<class '", "").replace("'>", "")
-    for prefix in ("monitor.", "collections.abc."):
-        while prefix in text:
-            start = text.index(prefix)
-            end = start
-            while end < len(text) and (text[end].isalnum() or text[end] in "._"):
-                end += 1
-            text = text[:start] + text[start:end].rsplit(".", 1)[-1] + text[end:]
-    return text
+    """A short, stable name for a field type (no reprs of validators or memory addresses)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(a) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _default(field: FieldInfo) -> str:
