@@ -10,6 +10,7 @@ Secrets (webhook signing keys, Slack/Teams URLs) are ``SecretStr``: write them a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -66,6 +67,10 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _opt_duration(value: Any) -> float | None:
+    return None if value is None else parse_duration(value)
 
 
 class Strict(BaseModel):
@@ -217,10 +222,12 @@ class WindowConfig(Strict):
 class ConditionConfig(Strict):
     """Aggregates over the window; every given one must hold."""
 
-    count: CountBound | None = None
-    mean_polarity: Bound | None = None
-    share_negative: Bound | None = None
-    zscore: ZScoreConfig | None = None
+    count: CountBound | None = Field(default=None, description="items in the window")
+    mean_polarity: Bound | None = Field(default=None, description="mean polarity, in [-1, 1]")
+    share_negative: Bound | None = Field(default=None, description="share labelled negative")
+    zscore: ZScoreConfig | None = Field(
+        default=None, description="window mean against the group's trailing baseline"
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> ConditionConfig:
@@ -240,17 +247,21 @@ class ConditionConfig(Strict):
 
 class RuleConfig(Strict):
     name: str = Field(pattern=_NAME, description="unique rule name")
-    description: str = ""
-    match: MatchConfig = Field(default_factory=MatchConfig)
+    description: str = Field(default="", description="shown in the alert's explanation")
+    match: MatchConfig = Field(default_factory=MatchConfig, description="which items count")
     group_by: Literal["entity", "source", "rule"] = Field(
         default="entity", description="what one alert is about: entity (default), source, or rule"
     )
     window: WindowConfig | None = Field(
         default=None, description="aggregate over a sliding window; without it every item alerts"
     )
-    condition: ConditionConfig | None = None
-    severity: Literal["info", "warning", "critical"] = "warning"
-    labels: dict[str, str] = Field(default_factory=dict)
+    condition: ConditionConfig | None = Field(
+        default=None, description="aggregates over the window that must all hold"
+    )
+    severity: Literal["info", "warning", "critical"] = Field(
+        default="warning", description="info, warning or critical"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="extra labels for routing")
     annotations: dict[str, str] = Field(
         default_factory=dict, description="title/summary/...; {entity}, {count}, ... are filled"
     )
@@ -274,9 +285,11 @@ class RuleConfig(Strict):
 class InhibitRule(Strict):
     """While a ``source`` alert fires, ``target`` alerts with the same ``equal`` fields wait."""
 
-    source: dict[str, str]
-    target: dict[str, str]
-    equal: list[str] = Field(default_factory=lambda: ["entity"])
+    source: dict[str, str] = Field(description="labels of the muting alert")
+    target: dict[str, str] = Field(description="labels of the muted alerts")
+    equal: list[str] = Field(
+        default_factory=lambda: ["entity"], description="labels both must share"
+    )
 
 
 # --- receivers and routing -------------------------------------------------------------------
@@ -286,7 +299,9 @@ class _Receiver(Strict):
     name: str = Field(pattern=_NAME)
     timeout_s: float | None = Field(default=None, gt=0, le=300, description="default: delivery")
     concurrency: int | None = Field(default=None, ge=1, le=64, description="default: delivery")
-    max_age: Duration | None = Field(default=None, description="default: delivery.max_age")
+    max_age: float | None = Field(default=None, description="default: delivery.max_age")
+
+    _durations = field_validator("max_age", mode="before")(_opt_duration)
 
 
 def _http_url(url: str) -> str:
@@ -367,23 +382,33 @@ class RouteConfig(Strict):
     """A node of the routing tree. Children inherit what they do not set."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-    receiver: str | None = None
+    receiver: str | None = Field(default=None, description="receiver name (required at the root)")
     match: dict[str, str] = Field(
         default_factory=dict, description="equality on rule/severity/entity/status/labels"
     )
     match_re: dict[str, str] = Field(default_factory=dict, description="full-match regexes")
     continue_: bool = Field(default=False, alias="continue", description="try later siblings too")
-    group_by: list[str] | None = None
-    group_wait: Duration | None = None
-    group_interval: Duration | None = None
-    repeat_interval: Duration | None = None
+    group_by: list[str] | None = Field(
+        default=None, description="alert fields/labels that make a group (default alerts.group_by)"
+    )
+    group_wait: float | None = Field(default=None, description="default alerts.group_wait")
+    group_interval: float | None = Field(default=None, description="default alerts.group_interval")
+    repeat_interval: float | None = Field(
+        default=None, description="default alerts.repeat_interval"
+    )
     fallback: str | None = Field(
         default=None, description="receiver that also gets an alert this one keeps failing"
     )
-    fallback_after: Duration | None = Field(
+    fallback_after: float | None = Field(
         default=None, description="hand to the fallback after failing this long (default 5m)"
     )
-    routes: list[RouteConfig] = Field(default_factory=list)
+
+    _durations = field_validator(
+        "group_wait", "group_interval", "repeat_interval", "fallback_after", mode="before"
+    )(_opt_duration)
+    # A Sequence, not a list: the README's config reference expands list items, and this
+    # model contains itself.
+    routes: Sequence[RouteConfig] = Field(default_factory=list, description="child routes")
 
     @field_validator("match_re")
     @classmethod
@@ -406,21 +431,29 @@ class DeliveryConfig(Strict):
     backoff_max: Duration = Field(default=300.0, gt=0, description="longest retry delay")
     concurrency: int = Field(default=4, ge=1, le=64, description="parallel sends per receiver")
     poll_interval: Duration = Field(default=0.5, gt=0, description="outbox scan when idle")
-    lease: Duration | None = Field(
+    lease: float | None = Field(
         default=None, description="claim on a batch being sent; default timeout_s*2+5s"
     )
+
+    _durations = field_validator("lease", mode="before")(_opt_duration)
 
 
 class _AlertsDoc(Strict):
     """What both the inline section and a rules file may hold."""
 
-    rules: list[RuleConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(
+        default_factory=list, description="alert rules (grammar: monitor/alerts/README.md)"
+    )
     watchlists: dict[str, list[str]] = Field(
         default_factory=dict, description="named groups of entity ids, used by match.watchlists"
     )
-    receivers: list[ReceiverConfig] = Field(default_factory=list)
-    route: RouteConfig | None = None
-    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    receivers: list[ReceiverConfig] = Field(
+        default_factory=list, description="webhook, slack, teams, alertmanager or file receivers"
+    )
+    route: RouteConfig | None = Field(default=None, description="the routing tree's root")
+    inhibit_rules: list[InhibitRule] = Field(
+        default_factory=list, description="mute target alerts while a source alert fires"
+    )
 
 
 def _cross_check(doc: _AlertsDoc) -> None:

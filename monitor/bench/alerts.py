@@ -15,7 +15,6 @@ record to the receiver reading the POST.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import os
 import random
@@ -218,43 +217,58 @@ def bench_eval(
     }
 
 
+_SINK = r"""
+import http.server, json, sys, time
+out = open(sys.argv[1], "a", buffering=1)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        now = time.time()
+        for it in json.loads(body).get("items", []):
+            out.write(f"{it['id']}\t{now}\n")
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+s.daemon_threads = True
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
 class _Sink:
-    """A local webhook receiver: notes when each alert's POST arrived."""
+    """A local webhook receiver in its own process: notes when each alert's POST arrived."""
 
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.lock = threading.Lock()
-        sink = self
+    def __init__(self, log: Path) -> None:
+        import subprocess
+        import sys
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                now = time.time()
-                doc = json.loads(body)
-                with sink.lock:
-                    for it in doc.get("items", []):
-                        sink.arrived.setdefault(it["id"], now)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.log = log
+        log.touch()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SINK, str(log)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def arrived(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in self.log.read_text().splitlines():
+            item_id, _, at = line.partition("\t")
+            if at:
+                out.setdefault(item_id, float(at))
+        return out
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def bench_latency(doc: dict[str, Any], rate: float, duration: float, tmp: Path) -> dict[str, Any]:
@@ -265,7 +279,7 @@ def bench_latency(doc: dict[str, Any], rate: float, duration: float, tmp: Path) 
     from monitor.config import Config
     from monitor.roles import RoleContext
 
-    sink = _Sink()
+    sink = _Sink(tmp / "arrivals.tsv")
     os.environ.setdefault("RISKWIRE_BENCH_SECRET", "bench-secret")
     rules = [
         *doc["rules"],
@@ -322,17 +336,15 @@ def bench_latency(doc: dict[str, Any], rate: float, duration: float, tmp: Path) 
         producer.flush()
     offered_s = time.monotonic() - start
     drain = time.monotonic() + 30
-    while time.monotonic() < drain:
-        with sink.lock:
-            if len(sink.arrived) >= n:
-                break
-        stop.wait(0.05)
+    while time.monotonic() < drain and len(sink.arrived()) < n:
+        stop.wait(0.1)
+    arrived = sink.arrived()
     stop.set()
     runner.join(30)
     producer.close()
     bus.close()
     sink.close()
-    lat = sorted((sink.arrived[k] - t) * 1000 for k, t in offered.items() if k in sink.arrived)
+    lat = sorted((arrived[k] - t) * 1000 for k, t in offered.items() if k in arrived)
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
