@@ -94,9 +94,20 @@ def export_onnx(model: nn.Module, path: Path, spec: ExportSpec = ExportSpec()) -
     # The TorchScript exporter: stable for BERT encoders and needs no onnxscript. It warns that
     # it is legacy and about traced shape checks and indexing in transformers; the parity check
     # that follows is what decides whether the graph is right.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _export(model, ids, mask, path, spec)
+    # Eager attention exports the MatMul/Softmax pattern that ORT's optimizer fuses into its
+    # Attention op; SDPA exports a pattern it does not recognise. Same maths, checked below.
+    encoder: Any = getattr(model, "encoder", None)
+    previous = getattr(getattr(encoder, "config", None), "_attn_implementation", None)
+    switch = previous not in (None, "eager") and hasattr(encoder, "set_attn_implementation")
+    if switch:
+        encoder.set_attn_implementation("eager")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _export(model, ids, mask, path, spec)
+    finally:
+        if switch:
+            encoder.set_attn_implementation(previous)
     return path
 
 

@@ -91,7 +91,9 @@ def quantize_int8(src: Path, dst: Path, recipe: Int8Recipe) -> Path:
             reduce_range=recipe.reduce_range,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude or None,
-            extra_options=dict(recipe.extra) or None,
+            # Fused contrib ops (FastGelu, SkipLayerNormalization) defeat ONNX shape inference;
+            # their tensors are float32.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, **recipe.extra},
         )
     finally:
         root.setLevel(previous)

@@ -22,12 +22,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
     cfg = TrainConfig(
         layers=2,
-        limit_per_source=120,
+        limit_per_source=80,
         epochs=1,
-        max_length=32,
+        max_length=24,
         batch_size=16,
         risk_repeat=1,
         evals_per_epoch=1,
+        threads=1,
     )
     result = train(cfg, progress=False)
     ckpt = save_checkpoint(result, tmp_path_factory.mktemp("ckpt"))
@@ -42,7 +43,7 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
     from exporters.verify import verify_model_dir
 
     result, _ = trained
-    assert result.counts["phrasebank_train"] == 120
+    assert result.counts["phrasebank_train"] == 80
     assert result.history and result.best["selection"] > 0
     lines: list[str] = []
     out = tmp_path / "model"
@@ -51,6 +52,7 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
         out,
         slow_check=True,
         int8_recipes=[RECIPES[0], RECIPES[3]],
+        threads=1,
         report=lines.append,
     )
     text = "\n".join(lines)
@@ -58,7 +60,7 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
     assert text.count("-[✓] all values close") == 2
     assert "int8 default" in text and "int8 per_channel_matmul_heads_fp32" in text
     assert set(manifest.variants) == {"fp32", "int8", "fp16"}
-    assert manifest.max_length == 32 and manifest.temperature > 0
+    assert manifest.max_length == 24 and manifest.temperature > 0
     assert set(manifest.thresholds) == set(manifest.labels.risk)
     assert manifest.data_fingerprint.startswith("sha256:")
     assert manifest.training["export"]["int8"]["chosen"] in {r.name for r in RECIPES}
@@ -104,7 +106,7 @@ def test_parity_failures_are_listed_with_typed_errors(trained, tmp_path: Path) -
         return [s + 1e-2, r]
 
     with pytest.raises(AtolError) as info:
-        validate_outputs(nudged, path, max_length=32, report=lambda _l: None)
+        validate_outputs(nudged, path, max_length=24, report=lambda _l: None)
     # one failure per fast shape, each naming output, shape and difference
     assert len(info.value.failures) == 2
     assert all("sentiment_logits" in f and "max abs diff" in f for f in info.value.failures)
@@ -114,11 +116,11 @@ def test_parity_failures_are_listed_with_typed_errors(trained, tmp_path: Path) -
         return [s[:, :2], r]
 
     with pytest.raises(ShapeError, match=r"sentiment_logits at \(1,8\)"):
-        validate_outputs(narrow, path, max_length=32, report=lambda _l: None)
+        validate_outputs(narrow, path, max_length=24, report=lambda _l: None)
 
     spec = ExportSpec(outputs=("sentiment_logits", "risk_scores"))
     with pytest.raises(ShapeError, match="risk_scores"):
-        validate_outputs(reference, path, spec, max_length=32, report=lambda _l: None)
+        validate_outputs(reference, path, spec, max_length=24, report=lambda _l: None)
     assert torch.get_num_threads() >= 1
 
 
