@@ -539,6 +539,10 @@ class AlertsConfig(_AlertsDoc):
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     producer_topic: bool = Field(default=True, description="produce every alert to topics.alerts")
+    retention: Duration = Field(
+        default=14 * 86400.0,
+        description="forget delivered alerts after this (keep it above the bus retention)",
+    )
 
     _file: RulesFile | None = PrivateAttr(default=None)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import httpx
 
-from monitor.alerts.config import AlertsConfig
+from monitor.alerts.config import AlertsConfig, _AlertsDoc
 from monitor.alerts.delivery import Deliverer
 from monitor.alerts.engine import Engine
 from monitor.alerts.metrics import AlertMetrics
@@ -74,10 +74,13 @@ class AlerterRole:
             transport=transport,
         )
         self._ready = threading.Event()
+        self._pruned_at = float("-inf")
 
     def _engine(self, cfg: AlertsConfig) -> Engine:
+        # Disabled: records are still consumed and committed, no rule runs; the outbox drains.
+        doc = cfg.effective if cfg.enabled else _AlertsDoc()
         return Engine(
-            cfg.effective,
+            doc,
             state=self.store,
             watermark=self.store.watermark(),
             on_late=lambda rule: self.metrics.late_events.labels(rule=rule).inc(),
@@ -110,6 +113,7 @@ class AlerterRole:
                     self.ctx.reload.clear()
                 msgs = consumer.poll(self.max_records, timeout=0.5)
                 lag.maybe_report()
+                self._maybe_prune()
                 if msgs:
                     self.process(msgs, producer, consumer)
         finally:
@@ -162,6 +166,15 @@ class AlerterRole:
         self.metrics.eval_seconds.observe(time.perf_counter() - t0)
         checkpoint(producer, consumer, next_offsets(msgs))  # offsets last: see module docstring
         return new
+
+    def _maybe_prune(self) -> None:
+        now = self.clock()
+        if now - self._pruned_at < 3600:
+            return
+        self._pruned_at = now
+        n = self.store.prune(before=now - self.cfg.retention)
+        if n:
+            log.info("outbox pruned", extra={"deliveries": n})
 
     def _reload(self) -> None:
         """SIGHUP: re-read rules (and routing) from the config file; receivers stay as they are."""

@@ -371,3 +371,75 @@ def test_jinja2_template_renders_the_webhook_body(
     r.send([make_alert(1)])
     wait_for(lambda: len(receiver.accepted()) == 1)
     assert json.loads(receiver.accepted()[0].body) == {"text": "WARNING ACME: headline 1"}
+
+
+def test_inhibition_holds_warnings_while_a_critical_fires_for_the_entity(
+    tmp_path: Path, rigs: list[Rig], receiver: Receiver
+) -> None:
+    clock = FakeClock()
+    inhibit = [{"source": {"severity": "critical"}, "target": {"severity": "warning"}}]
+    r = rig(
+        tmp_path,
+        [hook(receiver.url)],
+        {"receiver": "desk"},
+        clock=clock,
+        start=False,
+        inhibit_rules=inhibit,
+    )
+    rigs.append(r)
+    critical = make_alert(1, rule="fraud").model_copy(update={"severity": "critical"})
+    r.send([critical])
+    r.deliverer.step("desk")
+    r.send([make_alert(2), make_alert(3, entity="GLOBEX")])  # warnings: ACME held, GLOBEX not
+    while r.deliverer.step("desk"):
+        pass
+    sent = keys(receiver.accepted())
+    assert sent == [critical.id, make_alert(3, entity="GLOBEX").id]
+    assert r.store.states() == {"sent": 2, "inhibited": 1}
+    # Once the critical resolves, the entity's warnings flow again.
+    r.send([critical.model_copy(update={"id": "resolved-1", "status": "resolved"})])
+    r.deliverer.step("desk")
+    r.send([make_alert(4)])
+    r.deliverer.step("desk")
+    assert keys(receiver.accepted())[-1] == make_alert(4).id
+
+
+def test_two_alerter_processes_on_one_outbox_send_each_alert_once_in_order(
+    tmp_path: Path, rigs: list[Rig], receiver: Receiver
+) -> None:
+    """Two Deliverers (as two processes would) share the SQLite outbox through group leases."""
+    receiver.respond = lambda hit, n: (500, {}, b"flaky") if n % 5 == 0 else (200, {}, b"ok")
+    a = rig(tmp_path, [hook(receiver.url)], {"receiver": "desk"}, start=False)
+    b = rig(tmp_path, [hook(receiver.url)], {"receiver": "desk"}, start=False)
+    rigs.extend([a, b])
+    alerts = [make_alert(i, entity=f"E{i % 4}") for i in range(40)]
+    a.send(alerts[:20])
+    b.send(alerts[20:])
+    a.deliverer.start()
+    b.deliverer.start()
+    wait_for(lambda: a.store.states() == {"sent": 40}, what="all sent once")
+    got = keys(receiver.accepted())
+    assert sorted(got) == sorted(x.id for x in alerts)  # nobody sent twice
+    for e in range(4):
+        want = [x.id for x in alerts if x.entity == f"E{e}"]
+        assert [k for k in got if k in want] == want
+
+
+def test_notification_log_dedups_across_a_restart(
+    tmp_path: Path, rigs: list[Rig], receiver: Receiver
+) -> None:
+    clock = FakeClock()
+    doc = {"clock": clock, "start": False, "repeat_interval": "1h"}
+    r1 = rig(tmp_path, [hook(receiver.url)], {"receiver": "desk"}, **doc)
+    r1.send([make_alert(1)])
+    r1.deliverer.step("desk")
+    r1.deliverer.stop()
+    r1.store.close()
+    clock.advance(60)
+    r2 = rig(tmp_path, [hook(receiver.url)], {"receiver": "desk"}, **doc)  # "restarted"
+    rigs.append(r2)
+    r2.send([make_alert(2), make_alert(1)])  # same fingerprint; and a replay of alert 1
+    while r2.deliverer.step("desk"):
+        pass
+    assert len(receiver.accepted()) == 1
+    assert r2.store.states() == {"sent": 1, "suppressed": 1}  # alert 1 was already stored

@@ -193,3 +193,20 @@ def test_secrets_come_from_the_environment_and_stay_masked(tmp_path: Path) -> No
     r = cfg.alerts.effective.receivers[0]
     assert r.type == "webhook" and r.secret is not None
     assert r.secret.get_secret_value() == "hunter2" and "hunter2" not in repr(cfg)
+
+
+def test_check_config_command_reports_the_rules_file_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monitor.cli import main
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BAD["min_greater_than_max"][0])
+    cfg = tmp_path / "riskwire.yaml"
+    cfg.write_text(f"alerts:\n  rules_file: {rules}\n")
+    assert main(["check-config", str(cfg)]) == 1
+    err = capsys.readouterr()
+    assert f"{rules}:5: rules.0.condition.mean_polarity" in err.out + err.err
+    good = tmp_path / "good.yaml"
+    good.write_text(f"alerts:\n  rules_file: {DEMO}\n")
+    assert main(["check-config", str(good)]) == 0
