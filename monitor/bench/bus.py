@@ -175,6 +175,9 @@ class _PlainSide(_Side):
             request_timeout_ms=self.config.request_timeout_ms,
         )
         self.consumer.subscribe([self.topic])
+        # As KafkaBus does (see monitor.bus.kafka): with the topic's metadata loaded before the
+        # first join, kafka-python 3.0.12 cannot strand the member without partitions.
+        self.consumer.partitions_for_topic(self.topic)
 
     def assigned(self) -> bool:
         return bool(self.consumer.assignment())

@@ -183,7 +183,27 @@ class KafkaConsumerAdapter:
             )
         except kafka_errors.KafkaError as exc:
             raise BusError(f"kafka: poll failed for group {self._group!r}: {exc}") from exc
+        self._recover_stranded_join()
         return batch
+
+    def _recover_stranded_join(self) -> None:
+        """Work around a kafka-python 3.0.12 race that leaves a member without its assignment.
+
+        When poll()'s timeout expires during a rejoin triggered by a metadata change, the
+        JoinGroup/SyncGroup task finishes in the background, and as the leader it has already
+        updated the snapshot that ``need_rejoin()`` compares: no later poll looks at the
+        finished task, so its assignment is never applied. Seen as a member that stays stable
+        with no partitions until the next rebalance. Asking for a rejoin recovers it.
+        """
+        coordinator = self._consumer._coordinator
+        task = getattr(coordinator, "_join_task", None)
+        if task is not None and task.is_done and not coordinator.need_rejoin():
+            log.warning(
+                "kafka-python dropped a finished group join; rejoining",
+                extra={"group": self._group},
+            )
+            coordinator._join_task = None
+            coordinator.request_rejoin()
 
     @staticmethod
     def _convert(batch: dict[Any, list[Any]]) -> list[Message]:
@@ -413,6 +433,12 @@ class KafkaBus:
                 bootstrap_timeout_ms=self.config.request_timeout_ms,
             )
             consumer.subscribe(list(topics))
+            # Load the topics' metadata before the first JoinGroup. Otherwise the leader can
+            # assign nothing, rejoin when the metadata arrives, and kafka-python 3.0.12 drops the
+            # result of that rejoin if the caller's poll timeout expires meanwhile: the member
+            # then stays "stable" with no partitions. _recover_stranded_join is the safety net.
+            for topic in topics:
+                consumer.partitions_for_topic(topic)
         except kafka_errors.KafkaError as exc:
             raise BusUnavailable(f"kafka: cannot reach {self.bootstrap}: {exc}") from exc
         return KafkaConsumerAdapter(self, consumer, group)
