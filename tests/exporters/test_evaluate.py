@@ -1,0 +1,102 @@
+"""``riskwire eval`` on a model directory, in ONNX Runtime (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporters.calibrate import (
+    expected_calibration_error,
+    fit_temperature,
+    fit_thresholds,
+    softmax,
+)
+from exporters.evaluate import SET_NAMES, risk_report, sentiment_report
+from exporters.tiny import build_tiny_model_dir
+from monitor.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_eval_json_has_every_set_and_saves_pngs(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "eval",
+            str(tiny_dir),
+            "--variant",
+            "int8",
+            "--json",
+            "--no-baseline",
+            "--png-dir",
+            str(tmp_path / "png"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    doc = json.loads(out[-1])
+    for name in SET_NAMES:
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            assert 0.0 <= doc[name][key] <= 1.0
+    assert doc["phrasebank_test"]["rows"] == 485
+    assert doc["phrasebank_allagree_test"]["rows"] == 226
+    assert doc["twitter_valid"]["rows"] == 2388
+    assert set(doc["risk_test"]["per_tag"]) >= {"credit", "cyber", "market_stress"}
+    assert any("confusion (rows = gold" in line for line in out)
+    pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert "confusion_phrasebank_test_int8.png" in pngs
+    assert "confusion_risk_test_int8.png" in pngs
+
+
+def test_eval_refuses_unknown_variant(tiny_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "m"
+    broken.mkdir()
+    for p in tiny_dir.iterdir():
+        (broken / p.name).write_bytes(p.read_bytes())
+    (broken / "model.onnx").write_bytes(b"not a graph")
+    assert main(["eval", str(broken), "--no-baseline", "--no-png"]) == 1
+
+
+def test_reports_match_hand_counts() -> None:
+    y = np.array([0, 1, 2, 2, 1])
+    pred = np.array([0, 1, 1, 2, 1])
+    rep = sentiment_report(y, pred)
+    assert rep["accuracy"] == pytest.approx(0.8)
+    assert rep["confusion"] == [[1, 0, 0], [0, 2, 0], [0, 1, 1]]
+    assert rep["per_class"]["positive"]["recall"] == pytest.approx(0.5)
+    targets = np.zeros((3, 11))
+    targets[0, 0] = targets[1, 7] = 1
+    preds = np.zeros((3, 11), dtype=int)
+    preds[0, 0] = preds[2, 7] = 1
+    risk = risk_report(targets, preds)
+    assert risk["accuracy"] == pytest.approx(1 / 3)
+    assert risk["per_tag"]["credit"]["f1"] == 1.0
+    assert risk["per_tag"]["cyber"]["confusion"] == [[1, 1], [1, 0]]
+
+
+def test_temperature_scaling_reduces_ece_of_overconfident_logits() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 3000)
+    logits = rng.normal(0, 1, (3000, 3))
+    logits[np.arange(3000), labels] += 1.0
+    hot = logits * 4  # overconfident
+    t = fit_temperature(hot, labels)
+    assert 3.0 < t < 5.0
+    before = expected_calibration_error(softmax(hot), labels)
+    after = expected_calibration_error(softmax(hot, t), labels)
+    assert after < before / 4
+
+
+def test_thresholds_maximise_validation_f1() -> None:
+    probs = np.array([[0.9, 0.2], [0.35, 0.1], [0.3, 0.05], [0.1, 0.02]])
+    targets = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
+    thr = fit_thresholds(probs, targets, ("a", "b"))
+    assert 0.3 < thr["a"] <= 0.35
+    assert thr["b"] == 0.5  # no positives: default kept
