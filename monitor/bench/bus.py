@@ -487,6 +487,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--linger-ms", type=int, default=KafkaBusConfig().linger_ms)
     p.add_argument("--batch-size", type=int, default=KafkaBusConfig().batch_size)
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per run")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=bench)
