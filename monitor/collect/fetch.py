@@ -10,15 +10,20 @@ exception escapes for anything the network or the server can do.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
+import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
+import httpcore
 import httpx
 
 OUTCOMES = (
@@ -102,6 +107,37 @@ def interval_hint(headers: Mapping[str, str], now: datetime) -> float | None:
     return max(positive) if positive else None
 
 
+class _AbortableBackend(httpcore.SyncBackend):
+    """httpcore's socket backend, remembering its sockets so :meth:`abort` can wake threads
+    blocked in ``recv`` (closing the client does not: a stalled feed would hold shutdown for its
+    whole read timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.aborted = False
+
+    def connect_tcp(self, *args: object, **kwargs: object) -> httpcore.NetworkStream:
+        if self.aborted:
+            raise httpcore.ConnectError("the collector is shutting down")
+        stream = super().connect_tcp(*args, **kwargs)  # type: ignore[arg-type]
+        sock = stream.get_extra_info("socket")
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.add(sock)
+        return stream
+
+    def abort(self) -> None:
+        self.aborted = True
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            # Already closed by its own thread: nothing left to wake.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class HttpFetcher:
     """Fetches URLs over one shared ``httpx.Client`` (injected, so tests can pass a transport)."""
 
@@ -125,19 +161,34 @@ class HttpFetcher:
         self.max_redirects = max_redirects
         self._wall = wall or (lambda: datetime.now(UTC))
         self._own_client = client is None
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(
-                connect=connect_timeout_s,
-                read=read_timeout_s,
-                write=read_timeout_s,
-                pool=total_timeout_s,
-            ),
-            follow_redirects=False,
-            verify=verify_tls,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        self._backend = _AbortableBackend()
+        if client is None:
+            transport = httpx.HTTPTransport(
+                verify=verify_tls,
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            )
+            # httpx has no public hook for httpcore's network backend; without ours, abort()
+            # could not interrupt a stalled read. Checked by tests/collect/test_role.py.
+            pool = getattr(transport, "_pool", None)
+            if pool is not None and hasattr(pool, "_network_backend"):
+                pool._network_backend = self._backend
+            client = httpx.Client(
+                transport=transport,
+                timeout=httpx.Timeout(
+                    connect=connect_timeout_s,
+                    read=read_timeout_s,
+                    write=read_timeout_s,
+                    pool=total_timeout_s,
+                ),
+                follow_redirects=False,
+            )
+        self._client = client
+
+    def abort(self) -> None:
+        """Make fetches in flight fail now and refuse new ones (shutdown)."""
+        self._backend.abort()
 
     def close(self) -> None:
         if self._own_client:

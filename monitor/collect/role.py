@@ -156,7 +156,11 @@ class CollectorRole:
                     collector.deduper.prune_ids(last_prune)
         finally:
             self._ready.clear()
-            # Polls in flight finish; each one flushed its own batch before writing the seen-set.
+            # Fetches still in flight are aborted first: a stalled feed would otherwise hold
+            # shutdown for its read timeout, past the grace period. An aborted poll publishes
+            # nothing and writes no seen-set entry, so its items come on the next start; a poll
+            # past its fetch flushes its own batch before writing the seen-set.
+            fetcher.abort()
             scheduler.shutdown(wait=True)
             try:
                 producer.flush()

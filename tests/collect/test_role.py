@@ -23,7 +23,7 @@ from monitor.records import NewsItem
 from monitor.roles import RoleContext
 
 from . import feeds
-from .server import FeedServer, static
+from .server import FeedServer, stall, static
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "riskwire.news.raw"
@@ -248,3 +248,33 @@ def test_sighup_rereads_the_config_file_and_swaps_feeds(server: FeedServer, tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_stop_does_not_wait_for_a_stalled_feed(server: FeedServer, tmp_path: Path) -> None:
+    # The stalled fetch would hold shutdown for its read timeout (15 s) without the abort;
+    # the daemon's grace period is 10 s.
+    url = server.route("/stall", stall(server.release))
+    config = Config(
+        data_dir=tmp_path,
+        collect=CollectConfig(interval_jitter=0).model_copy(
+            update={"feeds": (FeedConfig(id="s", url=url, interval_s=1),)}
+        ),
+        bus={"partitions": 2},
+    )  # type: ignore[arg-type]
+    bus = EmbeddedBus(tmp_path / "bus.sqlite", partitions=2)
+    role = CollectorRole(config, bus, CollectorRegistry())
+    stop = threading.Event()
+    t = threading.Thread(target=role.run, args=(stop,))
+    t.start()
+    try:
+        wait_for(lambda: server.hits["/stall"] >= 1, what="the stalled fetch to start")
+        started = time.monotonic()
+        stop.set()
+        t.join(12)
+        assert not t.is_alive(), "the collector is still waiting for the stalled feed"
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        server.release.set()
+        t.join(30)
+        bus.close()
