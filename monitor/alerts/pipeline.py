@@ -17,7 +17,7 @@ from typing import Protocol
 from monitor.alerts.config import InhibitRule
 from monitor.alerts.metrics import AlertMetrics
 from monitor.alerts.routing import alert_labels
-from monitor.alerts.store import AlertStore, Delivery
+from monitor.alerts.store import AlertStore, Delivery, Silence
 from monitor.logs import get_logger
 from monitor.records import Alert
 
@@ -33,14 +33,23 @@ class Muter(Protocol):
 
     def mutes(self, alert: Alert, now: float) -> str | None: ...
 
+    def refresh(self, now: float) -> None:
+        """Called once per claimed group before ``mutes``."""
+
 
 class Silencer:
+    """Active silences, read once per claimed group (``refresh``), not once per alert."""
+
     def __init__(self, store: AlertStore) -> None:
         self.store = store
+        self._active: list[Silence] = []
+
+    def refresh(self, now: float) -> None:
+        self._active = self.store.silences(now=now)
 
     def mutes(self, alert: Alert, now: float) -> str | None:
-        for s in self.store.silences(now=now):
-            if s.mutes(alert):
+        for s in self._active:
+            if s.active(now) and s.mutes(alert):
                 return f"silenced by {s.id} until {s.ends_at:.0f}: {s.reason}"
         return None
 
@@ -52,6 +61,9 @@ class Inhibitor:
         self.store = store
         self.rules = list(rules)
         self.horizon_s = horizon_s
+
+    def refresh(self, now: float) -> None:
+        pass  # sources are read per target alert: they change with every batch
 
     def mutes(self, alert: Alert, now: float) -> str | None:
         if not self.rules or alert.status != "firing":
@@ -83,6 +95,7 @@ class MuteStage:
 
     def exec(self, now: float, deliveries: list[Delivery]) -> list[Delivery]:
         out = []
+        self.muter.refresh(now)
         for d in deliveries:
             reason = self.muter.mutes(d.alert, now)
             if reason is None:
@@ -110,8 +123,6 @@ class DedupStage:
         self, d: Delivery, now: float, local: dict[str, tuple[str, str, float]]
     ) -> tuple[bool, str]:
         a = d.alert
-        if self.store.was_sent(d.receiver, a.id):
-            return False, "already sent"
         last = local.get(a.fingerprint) or self.store.last_notified(d.receiver, a.fingerprint)
         if a.status == "resolved":
             if last is None or last[1] != "firing":

@@ -9,7 +9,6 @@ Tables
     groups       per (receiver, group key): last flush time and the lease
     nlog         the notification log: per (receiver, fingerprint) what was last sent and when;
                  written only after a send succeeded
-    sent_ids     per (receiver, alert id): sent once, never again (replays, redeliveries)
     silences     operator silences (wall clock)
     windows      engine group state (see engine.py), saved with the batch's outbox rows
     meta         small values such as the engine's watermark
@@ -51,9 +50,6 @@ CREATE TABLE IF NOT EXISTS groups(
 CREATE TABLE IF NOT EXISTS nlog(
   receiver TEXT NOT NULL, fingerprint TEXT NOT NULL, alert_id TEXT NOT NULL,
   status TEXT NOT NULL, sent_at REAL NOT NULL, PRIMARY KEY(receiver, fingerprint));
-CREATE TABLE IF NOT EXISTS sent_ids(
-  receiver TEXT NOT NULL, alert_id TEXT NOT NULL, sent_at REAL NOT NULL,
-  PRIMARY KEY(receiver, alert_id));
 CREATE TABLE IF NOT EXISTS silences(
   id TEXT PRIMARY KEY, entity TEXT NOT NULL, rule TEXT, starts_at REAL NOT NULL,
   ends_at REAL NOT NULL, reason TEXT NOT NULL, created_at REAL NOT NULL, expired_at REAL);
@@ -138,6 +134,9 @@ class AlertStore:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Writers of this process queue here, woken at once, rather than in SQLite's busy
+        # handler, which sleeps in steps of up to 100 ms; other processes still meet the latter.
+        self._write_lock = threading.Lock()
         self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -162,7 +161,7 @@ class AlertStore:
         self._local = threading.local()
 
     def _tx(self) -> _Tx:
-        return _Tx(self._conn())
+        return _Tx(self._conn(), self._write_lock)
 
     # --- the role's batch --------------------------------------------------------------------
 
@@ -368,7 +367,10 @@ class AlertStore:
         lease_s: float = 0.0,
         release_flushed_at: float | None = None,
     ) -> None:
-        """Record a successful send: the delivery, the notification log, the sent id.
+        """Record a successful send: the delivery and the notification log.
+
+        A delivery row is unique per (alert, receiver) and only pending rows are claimed, so
+        a sent alert is never sent to that receiver again.
 
         With ``owner``, the group's lease is renewed in the same transaction, or released (and
         the group's flush time set) with ``release_flushed_at``.
@@ -394,10 +396,6 @@ class AlertStore:
                 "INSERT OR REPLACE INTO nlog(receiver, fingerprint, alert_id, status, sent_at)"
                 " VALUES (?,?,?,?,?)",
                 (d.receiver, d.alert.fingerprint, d.alert.id, d.alert.status, now),
-            )
-            c.execute(
-                "INSERT OR IGNORE INTO sent_ids(receiver, alert_id, sent_at) VALUES (?,?,?)",
-                (d.receiver, d.alert.id, now),
             )
 
     def mark_done(self, d: Delivery, state: str, reason: str, *, now: float) -> None:
@@ -432,14 +430,6 @@ class AlertStore:
             .fetchone()
         )
         return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
-
-    def was_sent(self, receiver: str, alert_id: str) -> bool:
-        row = (
-            self._conn()
-            .execute("SELECT 1 FROM sent_ids WHERE receiver=? AND alert_id=?", (receiver, alert_id))
-            .fetchone()
-        )
-        return row is not None
 
     def depth(self) -> dict[str, int]:
         rows = self._conn().execute(
@@ -542,20 +532,28 @@ class AlertStore:
                 " deliveries)",
                 (before,),
             )
-            c.execute("DELETE FROM sent_ids WHERE sent_at<?", (before,))
         return int(n)
 
 
 class _Tx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
         self.conn = conn
+        self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self.lock.release()

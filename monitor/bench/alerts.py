@@ -19,6 +19,8 @@ import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -239,13 +241,46 @@ s.serve_forever()
 """
 
 
+_PRODUCER = r"""
+import random, sys, time
+from pathlib import Path
+from monitor.bench.alerts import make_record
+from monitor.bus.embedded import EmbeddedBus
+from monitor.records import Sentiment
+path, topic, out = sys.argv[1], sys.argv[2], sys.argv[5]
+rate, n = float(sys.argv[3]), int(sys.argv[4])
+bus = EmbeddedBus(Path(path), partitions=3)
+producer = bus.producer()
+rng = random.Random(11)
+probs = {"negative": 0.1, "neutral": 0.8, "positive": 0.1}
+neutral = Sentiment(label="neutral", probs=probs, polarity=0.0)
+t_start = time.time() + 0.5
+blobs = []
+for i in range(n):
+    rec = make_record(10_000_000 + i, t_start + i / rate, rng, [], entity=f"P{i:06d}")
+    rec = rec.model_copy(update={"risk": (), "sentiment": neutral, "source": "probe"})
+    blobs.append((rec.id, rec.key, rec.to_json()))
+lines = []
+start = time.monotonic() + max(0.0, t_start - time.time())
+for i, (item_id, key, blob) in enumerate(blobs):
+    wait = start + i / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    lines.append(f"{item_id}\t{time.time()}\n")
+    producer.produce(topic, key, blob)
+    producer.flush()
+elapsed = time.monotonic() - start
+producer.close()
+bus.close()
+Path(out).write_text("".join(lines))
+print(elapsed)
+"""
+
+
 class _Sink:
     """A local webhook receiver in its own process: notes when each alert's POST arrived."""
 
     def __init__(self, log: Path) -> None:
-        import subprocess
-        import sys
-
         self.log = log
         log.touch()
         self.proc = subprocess.Popen(
@@ -313,35 +348,37 @@ def bench_latency(doc: dict[str, Any], rate: float, duration: float, tmp: Path) 
     deadline = time.monotonic() + 30
     while not role.ready() and time.monotonic() < deadline:
         stop.wait(0.01)
-    producer = bus.producer()
-    rng = random.Random(11)
+    # The offered load comes from another process, as the scoring worker's would.
+    offered_log = tmp / "offered.tsv"
     n = int(rate * duration)
-    neutral = Sentiment(
-        label="neutral", probs={"negative": 0.1, "neutral": 0.8, "positive": 0.1}, polarity=0.0
-    )
-    t_start = time.time() + 0.5
-    blobs = []
-    for i in range(n):
-        rec = make_record(10_000_000 + i, t_start + i / rate, rng, [], entity=f"P{i:06d}")
-        rec = rec.model_copy(update={"risk": (), "sentiment": neutral, "source": "probe"})
-        blobs.append((rec.id, rec.key, rec.to_json()))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cpu0 = time.process_time()
+    wall0 = time.monotonic()
+    feeder = subprocess.run(
+        [sys.executable, "-c", _PRODUCER, str(config.embedded_path), topics.scored,
+         str(rate), str(n), str(offered_log)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=duration * 3 + 60,
+        check=False,
+    )  # fmt: skip
+    if feeder.returncode != 0:
+        raise RuntimeError(f"bench producer failed: {feeder.stderr[-2000:]}")
+    offered_s = float(feeder.stdout.strip().splitlines()[-1])
     offered: dict[str, float] = {}
-    start = time.monotonic() + max(0.0, t_start - time.time())
-    for i, (item_id, key, blob) in enumerate(blobs):
-        wait = start + i / rate - time.monotonic()
-        if wait > 0:
-            stop.wait(wait)
-        offered[item_id] = time.time()
-        producer.produce(topics.scored, key, blob)
-        producer.flush()
-    offered_s = time.monotonic() - start
+    for line in offered_log.read_text().splitlines():
+        item_id, _, at = line.partition("\t")
+        offered[item_id] = float(at)
     drain = time.monotonic() + 30
     while time.monotonic() < drain and len(sink.arrived()) < n:
         stop.wait(0.1)
     arrived = sink.arrived()
+    cpu = time.process_time() - cpu0
+    wall = time.monotonic() - wall0
     stop.set()
     runner.join(30)
-    producer.close()
     bus.close()
     sink.close()
     lat = sorted((arrived[k] - t) * 1000 for k, t in offered.items() if k in arrived)
@@ -357,6 +394,8 @@ def bench_latency(doc: dict[str, Any], rate: float, duration: float, tmp: Path) 
         "p90": pct(0.90),
         "p99": pct(0.99),
         "max": lat[-1] if lat else float("nan"),
+        "alerter_cpu_ms_per_alert": cpu / max(1, len(lat)) * 1000,
+        "alerter_cpu_share": cpu / wall,
     }
 
 
