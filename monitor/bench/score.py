@@ -159,12 +159,13 @@ def _news(texts: list[str]) -> list[Any]:
 def worker_config(threads: int, providers: list[str] | None = None, **extra: Any) -> Any:
     from monitor.score.config import ScoreConfig
 
-    fields: dict[str, Any] = {"intra_op_threads": threads, "providers": providers, **extra}
+    del threads  # the thread split is the worker's own (thread_plan), given the core count
+    fields: dict[str, Any] = {"providers": providers, **extra}
     return ScoreConfig.model_validate(fields)
 
 
 def worker_runner(
-    model_dir: Path, config: Any
+    model_dir: Path, config: Any, cpu_count: int | None = None
 ) -> tuple[Callable[[list[str]], float], dict[str, Any]]:
     from prometheus_client import CollectorRegistry
 
@@ -172,7 +173,7 @@ def worker_runner(
     from monitor.score.model import load_model
     from monitor.score.pipeline import ScoringPipeline
 
-    model = load_model(model_dir, config)
+    model = load_model(model_dir, config, cpu_count=cpu_count)
     registry = CollectorRegistry()
     metrics = ScoreMetrics.create(registry)
     pipe = ScoringPipeline(model, config, metrics=metrics).start()
@@ -201,6 +202,7 @@ def worker_runner(
         return {"mean_batch": rows / count, "mean_padding_ratio": pad / count}
 
     info["stats"] = stats
+    info["pipeline"] = pipe
     return run, info
 
 
@@ -233,12 +235,9 @@ def child_main(argv: list[str]) -> int:
     opts = json.loads(argv[0])
     texts = headlines(opts["items"])
     config = worker_config(opts["threads"], opts.get("providers"))
-    run, info = worker_runner(Path(opts["model_dir"]), config)
+    run, info = worker_runner(Path(opts["model_dir"]), config, opts["threads"])
     run(texts)  # full load: the peak-RSS pass
-    from monitor.score.model import load_model
-    from monitor.score.pipeline import ScoringPipeline
-
-    pipe = ScoringPipeline(load_model(Path(opts["model_dir"]), config), config).start()
+    pipe = info["pipeline"]
     items = _news(texts[: opts["latency_items"]])
     lat = open_loop_latency(
         lambda i: pipe.submit(items[i], i),
@@ -298,13 +297,15 @@ def run_bench(args: argparse.Namespace) -> int:
     runners: dict[str, Callable[[list[str]], float]] = {}
     runners["a"] = tutorial_runner(threads)
     runners["b"] = pipeline_runner(threads)
-    run_c, info_c = worker_runner(model_dir, worker_config(threads, ["CPUExecutionProvider"]))
+    run_c, info_c = worker_runner(
+        model_dir, worker_config(threads, ["CPUExecutionProvider"]), threads
+    )
     runners["c"] = run_c
     info_d: dict[str, Any] | None = None
     if "CUDAExecutionProvider" in ort.get_available_providers():
         try:
             runners["d"], info_d = worker_runner(
-                model_dir, worker_config(threads, ["CUDAExecutionProvider"])
+                model_dir, worker_config(threads, ["CUDAExecutionProvider"]), threads
             )
         except ModelError as exc:
             print(f"(d) CUDA path not measured: {exc}")

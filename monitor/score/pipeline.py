@@ -1,15 +1,15 @@
 """The scoring path without the bus: text prep -> tokenize -> micro-batch -> infer -> records.
 
-Two threads, so that tokenization of the next items overlaps inference of the current batch
+Threads, so that tokenization of the next items overlaps inference of the current batch
 (ONNX Runtime and the Rust tokenizer both release the GIL):
 
 - *prep* takes submitted items, decides what text the model sees (monitor.score.text), tokenizes
   them in one ``encode_batch`` call and hands them to the :class:`MicroBatcher`; skipped items go
   straight to the results, flagged ``unscored:<reason>``.
-- *infer* takes due batches, pads each to its longest row, runs the session and builds the
-  :class:`ScoredItem` records.
+- *infer* (``inference_threads`` of them, on one shared session) takes due batches, pads each
+  to its longest row, runs the session and builds the :class:`ScoredItem` records.
 
-Model swaps happen only in the infer thread, between two batches: the model of a batch is read
+Model swaps happen only in an infer thread, between two of its batches: the model of a batch is read
 once, so a batch is scored wholly by one model and every record names that model. Items
 tokenized by an older model's tokenizer are re-tokenized by the serving model first.
 
@@ -78,8 +78,10 @@ class ScoringPipeline:
         self.on_swap = on_swap
         self._model = model
         self._next_model: LoadedModel | None = None
+        # Fixed at start: a swapped-in model serves on as many threads as the first.
+        self.inference_threads = max(1, model.inference_threads)
         self._batcher: MicroBatcher[Job] = MicroBatcher(
-            config.max_batch, config.max_wait_ms / 1000.0, clock=clock
+            config.batch_size_for(model.plan.device), config.max_wait_ms / 1000.0, clock=clock
         )
         self._inbox: deque[Job] = deque()
         self._inbox_cond = threading.Condition()
@@ -105,7 +107,9 @@ class ScoringPipeline:
             return self._submitted - self._collected
 
     def start(self) -> ScoringPipeline:
-        for name, target in (("score-prep", self._prep_loop), ("score-infer", self._infer_loop)):
+        loops = [("score-prep", self._prep_loop)]
+        loops += [(f"score-infer-{i}", self._infer_loop) for i in range(self.inference_threads)]
+        for name, target in loops:
             t = threading.Thread(target=self._guard(target), name=name, daemon=True)
             t.start()
             self._threads.append(t)

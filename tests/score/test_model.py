@@ -14,7 +14,7 @@ from monitor.errors import ModelError
 from monitor.score.config import ScoreConfig
 from monitor.score.manifest import MANIFEST_NAME, RISK_TAGS
 from monitor.score.model import load_model
-from monitor.score.runtime import CPU, CUDA, select_runtime
+from monitor.score.runtime import CPU, CUDA, select_runtime, thread_plan
 
 from .kit import copy_model, rewrite_manifest
 
@@ -152,3 +152,23 @@ def test_cuda_requested_but_session_on_cpu_is_refused(tiny_model: Path) -> None:
 def test_cuda_missing_from_this_onnxruntime_is_refused(tiny_model: Path) -> None:
     with pytest.raises(ModelError, match="CUDAExecutionProvider"):
         load_model(tiny_model, CFG, available_providers=[CUDA, CPU])
+
+
+def test_thread_plan_splits_cores_between_two_inferences_on_cpu() -> None:
+    assert thread_plan(inference_threads=0, intra_op_threads=0, cpu_count=2, device="cpu") == (2, 1)
+    assert thread_plan(inference_threads=0, intra_op_threads=0, cpu_count=16, device="cpu") == (
+        2,
+        8,
+    )
+    assert thread_plan(inference_threads=0, intra_op_threads=0, cpu_count=1, device="cpu") == (1, 1)
+    assert thread_plan(inference_threads=0, intra_op_threads=0, cpu_count=16, device="cuda") == (
+        1,
+        16,
+    )
+    assert thread_plan(inference_threads=3, intra_op_threads=2, cpu_count=2, device="cpu") == (3, 2)
+
+
+def test_auto_batch_size_by_device() -> None:
+    assert ScoreConfig().batch_size_for("cpu") == 8
+    assert ScoreConfig().batch_size_for("cuda") == 64
+    assert ScoreConfig(max_batch=32).batch_size_for("cpu") == 32
