@@ -74,7 +74,8 @@ class KafkaProducerAdapter:
     Delivery is tracked per record *batch*, not per record: kafka-python completes one
     produce future per batch (its third value is a per-record error function when the batch
     failed), so holding those instead of 100k record futures keeps the garbage collector's work
-    (measured: twice the GC time with record futures) off the hot path.
+    (measured: twice the GC time with record futures) off the hot path. Use one producer per
+    thread, as the stages do.
     """
 
     def __init__(self, bus: KafkaBus, producer: KafkaProducer) -> None:
