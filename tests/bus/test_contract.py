@@ -235,16 +235,8 @@ def test_bus_answers_ping(bus_factory: BusFactory) -> None:
 
 
 def test_a_commit_for_a_partition_owned_by_another_member_does_not_move_it(
-    bus_factory: BusFactory, request: pytest.FixtureRequest
+    bus_factory: BusFactory,
 ) -> None:
-    if bus_factory.kind == "kafka":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="KafkaBus passes explicit offsets through; the broker checks only the "
-                "generation, not partition ownership (reported to the Kafka bus owner)",
-                strict=False,
-            )
-        )
     bus = bus_factory()
     topic, group = bus_factory.name("owner"), bus_factory.name("g")
     bus.ensure_topics([topic], partitions=2)
@@ -277,14 +269,8 @@ def test_a_commit_for_a_partition_owned_by_another_member_does_not_move_it(
 
 
 def test_a_value_that_is_not_bytes_is_a_bus_error(
-    bus_factory: BusFactory, request: pytest.FixtureRequest
+    bus_factory: BusFactory,
 ) -> None:
-    if bus_factory.kind == "kafka":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="KafkaBus lets kafka-python's TypeError through (reported)", strict=False
-            )
-        )
     bus = bus_factory()
     prod = bus_factory.track(bus.producer())
     with pytest.raises(BusError):
