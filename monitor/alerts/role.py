@@ -4,15 +4,17 @@ One batch, in this order (each step is what makes a crash at any point safe):
 
 1. poll scored records; decode each or send it to the DLQ;
 2. evaluate rules in event time (see :mod:`monitor.alerts.engine`);
-3. produce every alert to ``topics.alerts`` keyed by fingerprint, and flush;
-4. write the new alerts, their deliveries and the touched window state to the outbox store in
-   one SQLite transaction (an alert id already there — a replay — is skipped);
+3. write the new alerts (marked "not yet produced"), their deliveries and the touched window
+   state to the outbox store in one SQLite transaction (an alert id already there — a replay —
+   is skipped), and wake the delivery workers: delivery never waits for the bus;
+4. produce the batch's alerts to ``topics.alerts`` keyed by fingerprint;
 5. ``monitor.bus.checkpoint``: flush, then commit offsets — last, so a crash before it replays
-   the batch, which steps 2 and 4 recognise (item ids in windows, alert ids in the outbox).
+   the batch, which steps 2 and 3 recognise (item ids in windows, alert ids in the outbox);
+6. mark the alerts produced. At start, alerts still marked "not yet produced" (a crash between
+   3 and 5) are produced again first, so every alert reaches the topic at least once.
 
-A crash between 3 and 4 produces an alert twice to the topic (same id: consumers dedup on it);
-never zero times. The delivery workers (:mod:`monitor.alerts.delivery`) run in threads beside
-this loop and drain the outbox; they only read what step 4 committed.
+The delivery workers (:mod:`monitor.alerts.delivery`) run in threads beside this loop and drain
+the outbox; they only read what step 3 committed.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class AlerterRole:
         consumer = bus.consumer(GROUP, [topics.scored])
         producer = bus.producer()
         lag = LagReporter(self.core.consumer_lag, GROUP, consumer)
+        self._republish(producer)
         self.deliverer.start()
         self._ready.set()
         log.info(
@@ -140,15 +143,12 @@ class AlerterRole:
             )
         self.core.items.labels(stage=STAGE).inc(len(msgs))
         self.metrics.records.inc(len(msgs))
-        topic = self.config.bus.topics.alerts
-        if self.cfg.producer_topic:
-            for a in alerts:
-                producer.produce(topic, a.fingerprint, a.to_json())
-            producer.flush()
         pairs = [(a, self.router.route(a)) for a in alerts]
         new = self.store.commit_batch(
             pairs, self.engine.dirty_states(), now=self.clock(), watermark=self.engine.max_ts
         )
+        if new:
+            self.deliverer.wake()
         for a in new:
             self.metrics.alerts.labels(rule=a.rule, severity=a.severity, status=a.status).inc()
             log.info(
@@ -161,11 +161,29 @@ class AlerterRole:
                     "status": a.status,
                 },
             )
-        if new:
-            self.deliverer.wake()
+        self._produce(alerts, producer)
         self.metrics.eval_seconds.observe(time.perf_counter() - t0)
         checkpoint(producer, consumer, next_offsets(msgs))  # offsets last: see module docstring
+        if alerts:
+            self.store.mark_produced([a.id for a in alerts])
         return new
+
+    def _produce(self, alerts: list[Alert], producer: Producer) -> None:
+        if not self.cfg.producer_topic:
+            return
+        topic = self.config.bus.topics.alerts
+        for a in alerts:
+            producer.produce(topic, a.fingerprint, a.to_json())
+
+    def _republish(self, producer: Producer) -> None:
+        """Produce alerts a crash left stored but not yet acknowledged by the bus."""
+        pending = self.store.unproduced()
+        if not pending:
+            return
+        self._produce(pending, producer)
+        producer.flush()
+        self.store.mark_produced([a.id for a in pending])
+        log.info("alerts produced again after a restart", extra={"alerts": len(pending)})
 
     def _maybe_prune(self) -> None:
         now = self.clock()

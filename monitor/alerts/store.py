@@ -1,7 +1,8 @@
 """The alerter's durable state in one SQLite file (WAL): outbox, notification log, silences...
 
 Tables
-    alerts       every alert produced (body = the alert JSON), unique by alert id
+    alerts       every alert raised (body = the alert JSON), unique by alert id; ``produced``
+                 once the bus acknowledged it on the alerts topic
     deliveries   one row per (alert, receiver): pending -> sent | dead | suppressed | silenced |
                  inhibited; retries move ``not_before``; a batch being sent holds a lease on its
                  group, so several alerter processes (or threads) never send one group twice at
@@ -35,8 +36,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts(
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, fingerprint TEXT NOT NULL,
   rule TEXT NOT NULL, severity TEXT NOT NULL, status TEXT NOT NULL, entity TEXT,
-  body TEXT NOT NULL, created_at REAL NOT NULL);
+  body TEXT NOT NULL, created_at REAL NOT NULL, produced INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS alerts_created ON alerts(created_at);
+CREATE INDEX IF NOT EXISTS alerts_unproduced ON alerts(produced) WHERE produced=0;
 CREATE TABLE IF NOT EXISTS deliveries(
   seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
   receiver TEXT NOT NULL, group_key TEXT NOT NULL, route TEXT NOT NULL, state TEXT NOT NULL,
@@ -223,6 +225,14 @@ class AlertStore:
             " state, created_at, not_before) VALUES (?,?,?,?,?, 'pending', ?, ?)",
             (alert.id, alert.fingerprint, t.receiver, t.group_key, t.to_json(), now, not_before),
         )
+
+    def mark_produced(self, alert_ids: Sequence[str]) -> None:
+        with self._tx() as c:
+            c.executemany("UPDATE alerts SET produced=1 WHERE id=?", [(i,) for i in alert_ids])
+
+    def unproduced(self) -> list[Alert]:
+        rows = self._conn().execute("SELECT body FROM alerts WHERE produced=0 ORDER BY seq")
+        return [Alert.from_json(r[0]) for r in rows]
 
     def enqueue(self, alert: Alert, targets: Sequence[RouteTarget], *, now: float) -> bool:
         """Store one alert with its deliveries (tests, redelivery tools). True when new."""

@@ -135,3 +135,29 @@ def test_alerter_role_end_to_end_and_replay_is_idempotent(
     store.close()
     role2.store.close()
     bus.close()
+
+
+def test_alerts_stored_but_not_yet_on_the_topic_are_produced_at_start(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A crash between the outbox commit and the bus flush: the restart publishes the alert."""
+    from .test_delivery import make_alert
+
+    cfg = config(tmp_path, receiver)
+    store = AlertStore(cfg.alerts.outbox(cfg.data_dir))
+    lost = make_alert(7, entity="GLOBEX")
+    store.commit_batch([(lost, [])], [], now=T0)
+    store.close()
+    bus = EmbeddedBus(cfg.embedded_path, partitions=2)
+    ctx = RoleContext(config=cfg, bus=bus, registry=CollectorRegistry())
+    _role, stop, t = run_role(ctx)
+    try:
+        got = [Alert.from_json(m.value) for m in read_topic(bus, cfg.bus.topics.alerts, 1)]
+    finally:
+        stop.set()
+        t.join(15)
+    assert [a.id for a in got] == [lost.id]
+    check = AlertStore(cfg.alerts.outbox(cfg.data_dir))
+    assert check.unproduced() == []
+    check.close()
+    bus.close()
