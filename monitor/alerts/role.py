@@ -8,8 +8,9 @@ One batch, in this order (each step is what makes a crash at any point safe):
    state to the outbox store in one SQLite transaction (an alert id already there — a replay —
    is skipped), and wake the delivery workers: delivery never waits for the bus;
 4. produce the batch's alerts to ``topics.alerts`` keyed by fingerprint;
-5. ``monitor.bus.checkpoint``: flush, then commit offsets — last, so a crash before it replays
-   the batch, which steps 2 and 3 recognise (item ids in windows, alert ids in the outbox);
+5. ``monitor.bus.checkpoint`` (at most every ``alerts.checkpoint_interval``): flush, then commit
+   offsets — last, so a crash before it replays the batches since the previous checkpoint,
+   which steps 2 and 3 recognise (item ids in windows, alert ids in the outbox);
 6. mark the alerts produced. At start, alerts still marked "not yet produced" (a crash between
    3 and 5) are produced again first, so every alert reaches the topic at least once.
 
@@ -31,7 +32,7 @@ from monitor.alerts.engine import Engine
 from monitor.alerts.metrics import AlertMetrics
 from monitor.alerts.routing import Router
 from monitor.alerts.store import AlertStore
-from monitor.bus import Consumer, Message, Producer, checkpoint, next_offsets
+from monitor.bus import Consumer, Message, Producer, TopicPartition, checkpoint, next_offsets
 from monitor.bus.dlq import decode_or_dead_letter
 from monitor.errors import ConfigError
 from monitor.lag import LagReporter
@@ -77,6 +78,9 @@ class AlerterRole:
         )
         self._ready = threading.Event()
         self._pruned_at = float("-inf")
+        self._offsets: dict[TopicPartition, int] = {}
+        self._unacked: list[str] = []
+        self._checkpointed_at = time.monotonic()
 
     def _engine(self, cfg: AlertsConfig) -> Engine:
         # Disabled: records are still consumed and committed, no rule runs; the outbox drains.
@@ -114,11 +118,14 @@ class AlerterRole:
                 if self.ctx.reload.is_set():
                     self._reload()
                     self.ctx.reload.clear()
-                msgs = consumer.poll(self.max_records, timeout=0.5)
+                msgs = consumer.poll(self.max_records, timeout=0.2)
                 lag.maybe_report()
                 self._maybe_prune()
                 if msgs:
-                    self.process(msgs, producer, consumer)
+                    self.process(msgs, producer, consumer, force=False)
+                else:
+                    self.maybe_checkpoint(producer, consumer, force=False)
+            self.maybe_checkpoint(producer, consumer, force=True)
         finally:
             self._ready.clear()
             self.deliverer.stop(self.config.shutdown.grace_seconds / 2)
@@ -126,8 +133,13 @@ class AlerterRole:
             producer.close()
             self.store.close()
 
-    def process(self, msgs: list[Message], producer: Producer, consumer: Consumer) -> list[Alert]:
-        """One batch: evaluate, produce, store, then checkpoint (see the module docstring)."""
+    def process(
+        self, msgs: list[Message], producer: Producer, consumer: Consumer, *, force: bool = True
+    ) -> list[Alert]:
+        """One batch: evaluate, store, produce, then checkpoint (see the module docstring).
+
+        The run loop passes ``force=False`` and checkpoints every ``checkpoint_interval``.
+        """
         t0 = time.perf_counter()
         alerts: list[Alert] = []
         now = self.clock()
@@ -163,10 +175,29 @@ class AlerterRole:
             )
         self._produce(alerts, producer)
         self.metrics.eval_seconds.observe(time.perf_counter() - t0)
-        checkpoint(producer, consumer, next_offsets(msgs))  # offsets last: see module docstring
-        if alerts:
-            self.store.mark_produced([a.id for a in alerts])
+        for tp, off in next_offsets(msgs).items():
+            self._offsets[tp] = max(off, self._offsets.get(tp, 0))
+        self._unacked += [a.id for a in alerts]
+        self.maybe_checkpoint(producer, consumer, force=force)
         return new
+
+    def maybe_checkpoint(self, producer: Producer, consumer: Consumer, *, force: bool) -> None:
+        """Flush and commit (offsets last) at most every ``checkpoint_interval``, or now.
+
+        Committing less often than every batch is safe: the outbox and window state are
+        already durable and replaying records is idempotent; it saves two fsyncs per batch.
+        """
+        if not self._offsets:
+            return
+        now = time.monotonic()
+        if not force and now - self._checkpointed_at < self.cfg.checkpoint_interval:
+            return
+        checkpoint(producer, consumer, dict(self._offsets))  # offsets last: see the docstring
+        self._checkpointed_at = now
+        self._offsets.clear()
+        if self._unacked:
+            self.store.mark_produced(self._unacked)
+            self._unacked = []
 
     def _produce(self, alerts: list[Alert], producer: Producer) -> None:
         if not self.cfg.producer_topic:
