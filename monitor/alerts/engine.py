@@ -14,12 +14,14 @@ Windows
 
 State across restarts
     We persist window state rather than rebuild it: a window spans hours while the consumer
-    commits every batch, so the records replayed after a restart (those since the last commit)
-    are far fewer than the window holds. The role saves every group touched by a batch to SQLite
-    in the same transaction as the batch's outbox rows, before it commits offsets. Replayed
-    records are then recognised by item id inside their group and ignored, so replay is
-    idempotent; alert ids are derived from the fingerprint and the window, so a re-derived alert
-    has the id it had before.
+    commits every second, so the records replayed after a restart (those since the last commit)
+    are far fewer than the window holds. At each checkpoint the role saves every group changed
+    since the previous one to SQLite, then commits offsets: saved state and committed offsets
+    describe the same point of the stream. After a crash the replayed records rebuild what was
+    lost; an item already in its group (a replay past a save) is recognised by id and ignored.
+    Alert ids are derived from the fingerprint and the window, so a re-derived alert has the id
+    it had before and the outbox ignores it. Only the newest ``max_items`` events of a group
+    keep their item details in the saved state (older ones are never shown).
 """
 
 from __future__ import annotations
@@ -100,10 +102,15 @@ class GroupState:
     # The window at the watermark cannot change before this (not saved: a reload re-checks).
     check_after: float = float("-inf")
 
-    def to_json(self) -> str:
+    def to_json(self, keep_items: int = 100) -> str:
+        """Serialise; only the newest ``keep_items`` events keep their item (for ``items``)."""
+        cut = len(self.events) - keep_items
         return json.dumps(
             {
-                "events": [[e.ts, e.id, e.polarity, e.negative, e.item] for e in self.events],
+                "events": [
+                    [e.ts, e.id, e.polarity, e.negative, e.item if i >= cut else {}]
+                    for i, e in enumerate(self.events)
+                ],
                 "buckets": {str(k): v for k, v in self.buckets.items()},
                 "firing": self.firing,
                 "fired_end": self.fired_end,
@@ -311,7 +318,12 @@ class Engine:
     def dirty_states(self) -> list[tuple[str, str, str]]:
         """(rule, key, json) of every group changed since the last call."""
         groups = self.groups
-        out = [(r, k, groups[(r, k)].to_json()) for r, k in self.dirty if (r, k) in groups]
+        keep = {r.name: r.cfg.max_items for r in self.rules}
+        out = [
+            (r, k, groups[(r, k)].to_json(keep.get(r, 100)))
+            for r, k in self.dirty
+            if (r, k) in groups
+        ]
         # Saved now: an empty, quiet group need not stay in memory (it reloads as empty).
         for r, k in self.dirty:
             g = groups.get((r, k))
@@ -544,7 +556,7 @@ class Engine:
         annotations = {k: fill(v, tmpl_values) for k, v in cfg.annotations.items()}
         title = annotations.pop("title", None) or _default_title(cfg, entity or key, values)
         summary = annotations.pop("summary", None) or _default_summary(cfg, values, latest)
-        items = [AlertItem.model_validate(e.item) for e in events[-cfg.max_items :]][::-1]
+        items = [AlertItem.model_validate(e.item) for e in events[-cfg.max_items :] if e.item][::-1]
         explain: dict[str, Any] = {
             "rule": cfg.name,
             "description": cfg.description,

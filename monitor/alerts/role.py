@@ -4,13 +4,14 @@ One batch, in this order (each step is what makes a crash at any point safe):
 
 1. poll scored records; decode each or send it to the DLQ;
 2. evaluate rules in event time (see :mod:`monitor.alerts.engine`);
-3. write the new alerts (marked "not yet produced"), their deliveries and the touched window
-   state to the outbox store in one SQLite transaction (an alert id already there — a replay —
-   is skipped), and wake the delivery workers: delivery never waits for the bus;
+3. write the new alerts (marked "not yet produced") and their deliveries to the outbox store
+   in one SQLite transaction (an alert id already there — a replay — is skipped), and wake the
+   delivery workers: delivery never waits for the bus;
 4. produce the batch's alerts to ``topics.alerts`` keyed by fingerprint;
-5. ``monitor.bus.checkpoint`` (at most every ``alerts.checkpoint_interval``): flush, then commit
-   offsets — last, so a crash before it replays the batches since the previous checkpoint,
-   which steps 2 and 3 recognise (item ids in windows, alert ids in the outbox);
+5. at most every ``alerts.checkpoint_interval``: save the window state changed since the last
+   checkpoint, then ``monitor.bus.checkpoint``: flush, then commit offsets — last, so a crash
+   replays the records since the previous checkpoint onto the state saved with it, and step 3
+   recognises the alerts it re-derives (same alert ids);
 6. mark the alerts produced. At start, alerts still marked "not yet produced" (a crash between
    3 and 5) are produced again first, so every alert reaches the topic at least once.
 
@@ -156,9 +157,7 @@ class AlerterRole:
         self.core.items.labels(stage=STAGE).inc(len(msgs))
         self.metrics.records.inc(len(msgs))
         pairs = [(a, self.router.route(a)) for a in alerts]
-        new = self.store.commit_batch(
-            pairs, self.engine.dirty_states(), now=self.clock(), watermark=self.engine.max_ts
-        )
+        new = self.store.commit_batch(pairs, [], now=self.clock())
         if new:
             self.deliverer.wake()
         for a in new:
@@ -192,7 +191,11 @@ class AlerterRole:
         now = time.monotonic()
         if not force and now - self._checkpointed_at < self.cfg.checkpoint_interval:
             return
-        checkpoint(producer, consumer, dict(self._offsets))  # offsets last: see the docstring
+        # Window state as of these offsets, then the bus; offsets last: see the docstring.
+        self.store.commit_batch(
+            [], self.engine.dirty_states(), now=self.clock(), watermark=self.engine.max_ts
+        )
+        checkpoint(producer, consumer, dict(self._offsets))
         self._checkpointed_at = now
         self._offsets.clear()
         if self._unacked:

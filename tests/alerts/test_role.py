@@ -161,3 +161,32 @@ def test_alerts_stored_but_not_yet_on_the_topic_are_produced_at_start(
     assert check.unproduced() == []
     check.close()
     bus.close()
+
+
+def test_a_window_continues_across_a_role_restart(tmp_path: Path, receiver: Receiver) -> None:
+    cfg = config(tmp_path, receiver)
+    bus = EmbeddedBus(cfg.embedded_path, partitions=2)
+    topics = cfg.bus.topics
+    bus.ensure_topics([topics.scored, topics.alerts])
+    p = bus.producer()
+
+    def feed(*items: Any) -> list[Alert]:
+        for it in items:
+            p.produce(topics.scored, it.key, it.to_json(), None)
+        p.flush()
+        c = bus.consumer(GROUP, [topics.scored])
+        got: list[Message] = []
+        wait_for(lambda: bool(got.extend(c.poll(500, 0.1))) or len(got) >= len(items))
+        role = build(RoleContext(config=cfg, bus=bus, registry=CollectorRegistry()))
+        out = bus.producer()
+        raised = role.process(got, out, c)  # evaluates, stores, saves windows, commits
+        c.close()
+        out.close()
+        role.store.close()
+        return raised
+
+    assert feed(scored("a", T0), scored("b", T0 + 60)) == []
+    raised = feed(scored("c", T0 + 120))  # a new role, the same outbox: the window goes on
+    assert [(a.rule, a.explain["values"]["count"]) for a in raised] == [("burst", 3)]
+    p.close()
+    bus.close()
