@@ -190,3 +190,41 @@ def test_a_window_continues_across_a_role_restart(tmp_path: Path, receiver: Rece
     assert [(a.rule, a.explain["values"]["count"]) for a in raised] == [("burst", 3)]
     p.close()
     bus.close()
+
+
+def test_sighup_reload_picks_up_a_new_rule(tmp_path: Path, receiver: Receiver) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - name: fraud\n    match: {risk: [{tag: fraud_misconduct}]}\n")
+    main = tmp_path / "riskwire.yaml"
+    main.write_text(
+        f"data_dir: {tmp_path / 'var'}\nalerts:\n  rules_file: {rules}\n"
+        "  receivers: [{type: file, name: log, path: alerts.jsonl}]\n"
+        "  route: {receiver: log}\n  group_wait: 0\n"
+    )
+    from monitor.config import load_config
+
+    cfg = load_config(main, env={})
+    bus = EmbeddedBus(cfg.embedded_path, partitions=1)
+    bus.ensure_topics([cfg.bus.topics.scored, cfg.bus.topics.alerts])
+    ctx = RoleContext(config=cfg, bus=bus, registry=CollectorRegistry(), config_path=main)
+    role, stop, t = run_role(ctx)
+    p = bus.producer()
+    try:
+        assert [r.name for r in role.engine.rules] == ["fraud"]
+        rules.write_text(
+            "rules:\n  - name: fraud\n    match: {risk: [{tag: fraud_misconduct}]}\n"
+            "  - name: any_positive\n    match: {sentiment: positive}\n"
+        )
+        ctx.reload.set()
+        wait_for(lambda: not ctx.reload.is_set(), what="reload handled")
+        assert [r.name for r in role.engine.rules] == ["fraud", "any_positive"]
+        it = scored("up1", T0, label="positive")
+        p.produce(cfg.bus.topics.scored, it.key, it.to_json(), None)
+        p.flush()
+        out = cfg.data_dir / "alerts.jsonl"
+        wait_for(lambda: out.exists() and "any_positive" in out.read_text(), what="new rule")
+    finally:
+        stop.set()
+        t.join(15)
+        p.close()
+        bus.close()
