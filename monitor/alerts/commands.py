@@ -164,6 +164,7 @@ def _alerts_deliver(args: argparse.Namespace) -> int:
     cfg = _config(args)
     setup_logging(cfg.log.level)
     store = AlertStore(cfg.alerts.outbox(cfg.data_dir))
+    store.start_checkpointer()
     deliverer = Deliverer.from_config(
         cfg.alerts,
         store,

@@ -103,6 +103,7 @@ class AlerterRole:
         consumer = bus.consumer(GROUP, [topics.scored])
         producer = bus.producer()
         lag = LagReporter(self.core.consumer_lag, GROUP, consumer)
+        self.store.start_checkpointer()
         self._republish(producer)
         self.deliverer.start()
         self._ready.set()

@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor.logs import get_logger
 from monitor.records import Alert
+
+log = get_logger("alerts.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts(
@@ -139,6 +142,7 @@ class AlertStore:
         # Writers of this process queue here, woken at once, rather than in SQLite's busy
         # handler, which sleeps in steps of up to 100 ms; other processes still meet the latter.
         self._write_lock = threading.Lock()
+        self._checkpointer: tuple[threading.Thread, threading.Event] | None = None
         self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -150,12 +154,48 @@ class AlertStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
             with self._lock:
+                if self._checkpointer is not None:
+                    conn.execute("PRAGMA wal_autocheckpoint=0")
                 self._conns.append(conn)
+            self._local.conn = conn
         return conn
 
+    def start_checkpointer(self, every_s: float = 1.0) -> None:
+        """Checkpoint the WAL from a thread of its own instead of inside some writer's commit.
+
+        SQLite's automatic checkpoint runs in whichever commit crosses 1000 WAL pages and fsyncs
+        the database file there, stalling every writer behind it (hundreds of ms on a busy
+        disk). A PASSIVE checkpoint in the background never blocks writers.
+        """
+        if self._checkpointer is not None:
+            return
+        stop = threading.Event()
+
+        def loop() -> None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                while not stop.wait(every_s):
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    except sqlite3.Error as exc:
+                        log.warning("outbox checkpoint failed", extra={"error": str(exc)})
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=loop, name="riskwire-outbox-checkpoint", daemon=True)
+        with self._lock:
+            self._checkpointer = (t, stop)
+            for c in self._conns:
+                c.execute("PRAGMA wal_autocheckpoint=0")
+        t.start()
+
     def close(self) -> None:
+        with self._lock:
+            bg, self._checkpointer = self._checkpointer, None
+        if bg is not None:
+            bg[1].set()
+            bg[0].join(5)
         with self._lock:
             for c in self._conns:
                 c.close()
