@@ -105,6 +105,9 @@ class AlerterRole:
         lag = LagReporter(self.core.consumer_lag, GROUP, consumer)
         self.store.start_checkpointer()
         self._republish(producer)
+        # An empty flush now: the embedded bus runs its periodic retention pass in a producer's
+        # first flush, which can take seconds on a large log; better before we take traffic.
+        producer.flush()
         self.deliverer.start()
         self._ready.set()
         log.info(

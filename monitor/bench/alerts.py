@@ -263,6 +263,7 @@ producer = bus.producer()
 rng = random.Random(11)
 probs = {"negative": 0.1, "neutral": 0.8, "positive": 0.1}
 neutral = Sentiment(label="neutral", probs=probs, polarity=0.0)
+producer.flush()  # the bus's first retention pass, before the clock starts
 t_start = time.time() + 0.5
 blobs = []
 for i in range(n):
