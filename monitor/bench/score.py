@@ -81,10 +81,18 @@ def bench_model_dir(explicit: Path | None) -> tuple[Path, str]:
 # --- (a) and (b): the baselines, the only place torch is imported ---------------------------------
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def tutorial_runner(threads: int) -> Callable[[list[str]], float]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    _quiet_transformers()
     torch.set_num_threads(threads)
     src = str(packaged_encoder_dir())
     tok = AutoTokenizer.from_pretrained(src)
@@ -113,6 +121,7 @@ def pipeline_runner(threads: int) -> Callable[[list[str]], float]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+    _quiet_transformers()
     torch.set_num_threads(threads)
     src = str(packaged_encoder_dir())
     with warnings.catch_warnings():
