@@ -84,8 +84,8 @@ def bench_model_dir(explicit: Path | None) -> tuple[Path, str]:
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def tutorial_runner(threads: int) -> Callable[[list[str]], float]:
