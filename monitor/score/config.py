@@ -7,7 +7,7 @@ Example::
       watch_symlink: true
       variant: auto                  # fp16 on CUDA, int8 on CPU
       max_batch: 0                   # auto: 8 on CPU, 64 on CUDA
-      max_wait_ms: 5
+      max_wait_ms: 2
 """
 
 from __future__ import annotations
@@ -61,10 +61,12 @@ class ScoreConfig(BaseModel):
         "item for headlines, as measured), 64 on CUDA",
     )
     max_wait_ms: float = Field(
-        default=5.0,
+        default=2.0,
         ge=0.0,
         le=10_000,
-        description="longest an item waits for its batch to fill before it is scored anyway",
+        description="longest an item waits for its batch to fill before it is scored anyway "
+        "(under load batches fill while the inference threads are busy, so a short wait costs "
+        "no throughput; at 100 items/s on 2 cores p50 was 11 ms at 5 ms, 5 ms at 0)",
     )
     queue_size: int = Field(
         default=256,
