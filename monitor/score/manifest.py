@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.errors import ModelError
 
-MANIFEST_FORMAT = "riskwire.model/1"
+MANIFEST_FORMAT: Final = "riskwire.model/1"
 MANIFEST_NAME = "manifest.json"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 RISK_TAGS = (
