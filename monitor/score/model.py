@@ -84,6 +84,8 @@ class LoadedModel:
     info: ModelInfo
     pad_id: int = 0
     inference_threads: int = 1
+    #: Run through IO binding with outputs left on this device (set for CUDA: "cuda").
+    io_binding_device: str | None = None
 
     @property
     def provider(self) -> str:
@@ -98,20 +100,20 @@ class LoadedModel:
         feeds: dict[str, np.ndarray] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.manifest.inputs:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        if self.plan.device == "cuda":
-            sent, risk = self._infer_bound(feeds)
+        if self.io_binding_device is not None:
+            sent, risk = self._infer_bound(feeds, self.io_binding_device)
         else:
             sent, risk = self.session.run([SENTIMENT_OUTPUT, RISK_OUTPUT], feeds)
         return np.asarray(sent, dtype=np.float32), np.asarray(risk, dtype=np.float32)
 
-    def _infer_bound(self, feeds: dict[str, np.ndarray]) -> tuple[Any, Any]:
+    def _infer_bound(self, feeds: dict[str, np.ndarray], device: str) -> tuple[Any, Any]:
         # IO binding: inputs copied to the GPU once, outputs allocated there by ORT and copied
         # back once, instead of ORT staging every tensor through its own host buffers.
         binding = self.session.io_binding()
         for name, arr in feeds.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(arr))
-        binding.bind_output(SENTIMENT_OUTPUT, "cuda")
-        binding.bind_output(RISK_OUTPUT, "cuda")
+        binding.bind_output(SENTIMENT_OUTPUT, device)
+        binding.bind_output(RISK_OUTPUT, device)
         self.session.run_with_iobinding(binding)
         sent, risk = binding.copy_outputs_to_cpu()
         return sent, risk
@@ -211,6 +213,7 @@ def load_model(
             cpu_count=cpu_count or os.cpu_count() or 1,
             device=plan.device,
         )[0],
+        io_binding_device="cuda" if plan.device == "cuda" else None,
     )
     _check_graph(resolved, variant_file, manifest, model)
     return model

@@ -172,3 +172,14 @@ def test_auto_batch_size_by_device() -> None:
     assert ScoreConfig().batch_size_for("cpu") == 8
     assert ScoreConfig().batch_size_for("cuda") == 64
     assert ScoreConfig(max_batch=32).batch_size_for("cpu") == 32
+
+
+def test_io_binding_path_gives_the_same_logits(tiny_model: Path) -> None:
+    # The CUDA path runs through IO binding; on CPU the same code runs with outputs bound to cpu.
+    model = load_model(tiny_model, CFG)
+    ids = np.asarray([model.tokenizer.encode("Bank fined over fraud").ids] * 3, dtype=np.int64)
+    plain = model.infer(ids, np.ones_like(ids))
+    model.io_binding_device = "cpu"
+    bound = model.infer(ids, np.ones_like(ids))
+    for a, b in zip(plain, bound, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
