@@ -32,32 +32,47 @@ class Int8Recipe:
     op_types: tuple[str, ...] | None = None  # None = ORT's default set
     keep_heads_fp32: bool = False
     keep_layers_fp32: tuple[int, ...] = ()  # encoder layers left in fp32
+    # Nodes whose name contains one of these stay fp32. "/output/dense/" is the FFN
+    # down-projection: its input is the GELU output, whose outliers per-tensor dynamic
+    # activation ranges handle worst.
+    keep_fp32_if_name_has: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Measured on the default model's validation rows (sentiment argmax agreement with fp32):
+# default 0.952, per_channel 0.983, + output projections fp32 0.986, + embeddings fp32 0.993.
+# The embedding table (EmbedLayerNormalization / Gather) and the attention-output and FFN-output
+# projections ("/output/dense/") are the sensitive parts.
+_OUTPUT_PROJECTIONS = ("/output/dense/",)
 RECIPES: tuple[Int8Recipe, ...] = (
     Int8Recipe("default"),
     Int8Recipe("per_channel", per_channel=True),
-    Int8Recipe("per_channel_matmul_only", per_channel=True, op_types=("MatMul",)),
     Int8Recipe(
-        "per_channel_matmul_heads_fp32",
+        "per_channel_embeddings_fp32",
         per_channel=True,
         op_types=("MatMul", "Attention"),
         keep_heads_fp32=True,
     ),
     Int8Recipe(
-        "per_channel_reduce_range_heads_fp32",
+        "per_channel_out_proj_fp32",
+        per_channel=True,
+        keep_heads_fp32=True,
+        keep_fp32_if_name_has=_OUTPUT_PROJECTIONS,
+    ),
+    Int8Recipe(
+        "per_channel_embeddings_out_proj_fp32",
+        per_channel=True,
+        op_types=("MatMul", "Attention"),
+        keep_heads_fp32=True,
+        keep_fp32_if_name_has=_OUTPUT_PROJECTIONS,
+    ),
+    Int8Recipe(
+        "per_channel_reduce_range_embeddings_out_proj_fp32",
         per_channel=True,
         reduce_range=True,
         op_types=("MatMul", "Attention"),
         keep_heads_fp32=True,
-    ),
-    Int8Recipe(
-        "per_channel_heads_last_layer_fp32",
-        per_channel=True,
-        op_types=("MatMul", "Attention"),
-        keep_heads_fp32=True,
-        keep_layers_fp32=(5,),
+        keep_fp32_if_name_has=_OUTPUT_PROJECTIONS,
     ),
 )
 
@@ -67,6 +82,8 @@ def _excluded_nodes(model: onnx.ModelProto, recipe: Int8Recipe) -> list[str]:
     for node in model.graph.node:
         text = node.name + " " + " ".join(node.input)
         if recipe.keep_heads_fp32 and ("sentiment_head" in text or "risk_head" in text):
+            out.append(node.name)
+        if any(part in node.name for part in recipe.keep_fp32_if_name_has):
             out.append(node.name)
         for layer in recipe.keep_layers_fp32:
             if f"layer.{layer}/" in text or f"layer.{layer}." in text:
@@ -116,8 +133,9 @@ def compare(
         "sentiment_max_abs_diff": float(np.max(np.abs(s_ref - s_got))),
     }
     if labels is not None:
-        out["accuracy"] = float(np.mean(s_got.argmax(1) == labels))
-        out["fp32_accuracy"] = float(np.mean(s_ref.argmax(1) == labels))
+        known = labels >= 0  # rows without a sentiment label are marked -1
+        out["accuracy"] = float(np.mean(s_got.argmax(1)[known] == labels[known]))
+        out["fp32_accuracy"] = float(np.mean(s_ref.argmax(1)[known] == labels[known]))
     return out
 
 

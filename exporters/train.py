@@ -75,6 +75,9 @@ class TrainConfig(BaseModel):
     )
     weak_risk_weight: float = Field(default=0.3, ge=0)
     risk_loss_weight: float = Field(default=1.0, ge=0)
+    risk_pos_weight: float = Field(
+        default=3.0, gt=0, description="BCE weight of positive tags (they are rare)"
+    )
     agreement_weight: dict[int, float] = {100: 1.0, 75: 1.0, 66: 0.8, 50: 0.6}
     agreement_smoothing: dict[int, float] = {100: 0.0, 75: 0.05, 66: 0.15, 50: 0.25}
     twitter_smoothing: float = 0.05
@@ -432,7 +435,10 @@ def _loss(
     risk_w = torch.tensor([e.risk_weight if e.risk_target else 0.0 for e in batch])
     risk_t = torch.tensor([e.risk_target or zeros for e in batch])
     bce = nn.functional.binary_cross_entropy_with_logits(
-        risk_logits, risk_t, reduction="none"
+        risk_logits,
+        risk_t,
+        reduction="none",
+        pos_weight=torch.full((len(RISK_TAGS),), cfg.risk_pos_weight),
     ).mean(dim=1)
     risk_loss = (bce * risk_w).sum() / risk_w.sum().clamp(min=1e-6)
     return sent_loss + cfg.risk_loss_weight * risk_loss

@@ -58,7 +58,7 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
     text = "\n".join(lines)
     assert "-[✓] all values close" in text  # parity checklist, raw and optimized graphs
     assert text.count("-[✓] all values close") == 2
-    assert "int8 default" in text and "int8 per_channel_matmul_heads_fp32" in text
+    assert "int8 default" in text and f"int8 {RECIPES[3].name}" in text
     assert set(manifest.variants) == {"fp32", "int8", "fp16"}
     assert manifest.max_length == 24 and manifest.temperature > 0
     assert set(manifest.thresholds) == set(manifest.labels.risk)
