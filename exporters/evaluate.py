@@ -122,6 +122,8 @@ def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any]) -> li
         lines.append(f"   {key:22s}{model[key]:9.4f}{base[key]:10.4f}{gain:+8.4f}")
     if "ece" in model:
         lines.append(f"   {'ece (calibrated)':22s}{model['ece']:9.4f}")
+    if "fp32_argmax_agreement" in model:
+        lines.append(f"   {'agreement with fp32':22s}{model['fp32_argmax_agreement']:9.4f}")
     lines.append(f"   {'class':12s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}")
     for label, m in model["per_class"].items():
         lines.append(
@@ -272,9 +274,23 @@ def evaluate_model_dir(
         )
     )
     sets.append(("twitter_valid", tw_texts, tw_y, scorer.logits(tw_texts)[0]))
+    reference: dict[str, Array] = {}
+    if variant != "fp32" and "fp32" in manifest.variants:
+        # How often the shipped variant's label equals the reference graph's, on the same rows.
+        ref = OnnxScorer(model_dir / manifest.variants["fp32"], tok, threads=threads)
+        ref_pb = ref.logits(pb_texts)[0]
+        reference = {
+            "phrasebank_test": ref_pb,
+            "phrasebank_allagree_test": ref_pb[allagree],
+            "twitter_valid": ref.logits(tw_texts)[0],
+        }
     for name, texts, y, logits in sets:
         probs = calibrate.softmax(logits, manifest.temperature)
         rep = sentiment_report(y, probs.argmax(axis=1), probs)
+        if name in reference:
+            rep["fp32_argmax_agreement"] = float(
+                np.mean(reference[name].argmax(axis=1) == logits.argmax(axis=1))
+            )
         rep["ece_uncalibrated"] = calibrate.expected_calibration_error(calibrate.softmax(logits), y)
         base_rep = sentiment_report(y, base_sent.predict(texts)) if base_sent else rep
         rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
