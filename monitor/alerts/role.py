@@ -6,14 +6,14 @@ One batch, in this order (each step is what makes a crash at any point safe):
 2. evaluate rules in event time (see :mod:`monitor.alerts.engine`);
 3. write the new alerts (marked "not yet produced") and their deliveries to the outbox store
    in one SQLite transaction (an alert id already there — a replay — is skipped), and wake the
-   delivery workers: delivery never waits for the bus;
-4. produce the batch's alerts to ``topics.alerts`` keyed by fingerprint;
-5. at most every ``alerts.checkpoint_interval``: save the window state changed since the last
-   checkpoint, then ``monitor.bus.checkpoint``: flush, then commit offsets — last, so a crash
-   replays the records since the previous checkpoint onto the state saved with it, and step 3
-   recognises the alerts it re-derives (same alert ids);
-6. mark the alerts produced. At start, alerts still marked "not yet produced" (a crash between
-   3 and 5) are produced again first, so every alert reaches the topic at least once.
+   delivery workers and the publisher (:mod:`monitor.alerts.publish`), which produces outbox
+   alerts to ``topics.alerts`` keyed by fingerprint from its own thread and marks them produced
+   once flushed: neither delivery nor this loop waits for the bus;
+4. at most every ``alerts.checkpoint_interval``: save the window state changed since the last
+   checkpoint, then ``monitor.bus.checkpoint`` (flush what went to the DLQ, then commit offsets
+   — last), so a crash replays the records since the previous checkpoint onto the state saved
+   with it, and step 3 recognises the alerts it re-derives (same alert ids). Alerts a crash left
+   unpublished are produced by the next publisher.
 
 The delivery workers (:mod:`monitor.alerts.delivery`) run in threads beside this loop and drain
 the outbox; they only read what step 3 committed.
@@ -31,6 +31,7 @@ from monitor.alerts.config import AlertsConfig, _AlertsDoc
 from monitor.alerts.delivery import Deliverer
 from monitor.alerts.engine import Engine
 from monitor.alerts.metrics import AlertMetrics
+from monitor.alerts.publish import Publisher
 from monitor.alerts.routing import Router
 from monitor.alerts.store import AlertStore
 from monitor.bus import Consumer, Message, Producer, TopicPartition, checkpoint, next_offsets
@@ -80,7 +81,8 @@ class AlerterRole:
         self._ready = threading.Event()
         self._pruned_at = float("-inf")
         self._offsets: dict[TopicPartition, int] = {}
-        self._unacked: list[str] = []
+        self._dlq_pending = False
+        self.publisher: Publisher | None = None
         self._checkpointed_at = time.monotonic()
 
     def _engine(self, cfg: AlertsConfig) -> Engine:
@@ -104,7 +106,10 @@ class AlerterRole:
         producer = bus.producer()
         lag = LagReporter(self.core.consumer_lag, GROUP, consumer)
         self.store.start_checkpointer()
-        self._republish(producer)
+        self.publisher = Publisher(
+            self.store, bus.producer(), topics.alerts, enabled=self.cfg.producer_topic
+        )
+        self.publisher.start()  # first publishes what a crash may have left unpublished
         # An empty flush now: the embedded bus runs its periodic retention pass in a producer's
         # first flush, which can take seconds on a large log; better before we take traffic.
         producer.flush()
@@ -133,6 +138,7 @@ class AlerterRole:
             self.maybe_checkpoint(producer, consumer, force=True)
         finally:
             self._ready.clear()
+            self.publisher.stop(self.config.shutdown.grace_seconds / 4)
             self.deliverer.stop(self.config.shutdown.grace_seconds / 2)
             consumer.close()
             producer.close()
@@ -141,7 +147,7 @@ class AlerterRole:
     def process(
         self, msgs: list[Message], producer: Producer, consumer: Consumer, *, force: bool = True
     ) -> list[Alert]:
-        """One batch: evaluate, store, produce, then checkpoint (see the module docstring).
+        """One batch: evaluate, store (publish and deliver from there), checkpoint if due.
 
         The run loop passes ``force=False`` and checkpoints every ``checkpoint_interval``.
         """
@@ -153,6 +159,7 @@ class AlerterRole:
                 m, ScoredItem.from_json, producer, STAGE, self.core.dead_letters
             )
             if item is None:
+                self._dlq_pending = True
                 continue
             alerts += self.engine.process(item)
             self.core.e2e_latency.labels(to_stage=STAGE).observe(
@@ -164,6 +171,8 @@ class AlerterRole:
         new = self.store.commit_batch(pairs, [], now=self.clock())
         if new:
             self.deliverer.wake()
+            if self.publisher is not None:
+                self.publisher.wake()
         for a in new:
             self.metrics.alerts.labels(rule=a.rule, severity=a.severity, status=a.status).inc()
             log.info(
@@ -176,11 +185,9 @@ class AlerterRole:
                     "status": a.status,
                 },
             )
-        self._produce(alerts, producer)
         self.metrics.eval_seconds.observe(time.perf_counter() - t0)
         for tp, off in next_offsets(msgs).items():
             self._offsets[tp] = max(off, self._offsets.get(tp, 0))
-        self._unacked += [a.id for a in alerts]
         self.maybe_checkpoint(producer, consumer, force=force)
         return new
 
@@ -199,29 +206,12 @@ class AlerterRole:
         self.store.commit_batch(
             [], self.engine.dirty_states(), now=self.clock(), watermark=self.engine.max_ts
         )
-        checkpoint(producer, consumer, dict(self._offsets))
+        # The producer only carries dead letters here; with none, skip its flush (an idle
+        # embedded producer's flush may run a retention pass).
+        checkpoint(producer if self._dlq_pending else None, consumer, dict(self._offsets))
         self._checkpointed_at = now
         self._offsets.clear()
-        if self._unacked:
-            self.store.mark_produced(self._unacked)
-            self._unacked = []
-
-    def _produce(self, alerts: list[Alert], producer: Producer) -> None:
-        if not self.cfg.producer_topic:
-            return
-        topic = self.config.bus.topics.alerts
-        for a in alerts:
-            producer.produce(topic, a.fingerprint, a.to_json())
-
-    def _republish(self, producer: Producer) -> None:
-        """Produce alerts a crash left stored but not yet acknowledged by the bus."""
-        pending = self.store.unproduced()
-        if not pending:
-            return
-        self._produce(pending, producer)
-        producer.flush()
-        self.store.mark_produced([a.id for a in pending])
-        log.info("alerts produced again after a restart", extra={"alerts": len(pending)})
+        self._dlq_pending = False
 
     def _maybe_prune(self) -> None:
         now = self.clock()

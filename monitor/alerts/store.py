@@ -270,8 +270,10 @@ class AlertStore:
         with self._tx() as c:
             c.executemany("UPDATE alerts SET produced=1 WHERE id=?", [(i,) for i in alert_ids])
 
-    def unproduced(self) -> list[Alert]:
-        rows = self._conn().execute("SELECT body FROM alerts WHERE produced=0 ORDER BY seq")
+    def unproduced(self, limit: int = 1_000_000) -> list[Alert]:
+        rows = self._conn().execute(
+            "SELECT body FROM alerts WHERE produced=0 ORDER BY seq LIMIT ?", (limit,)
+        )
         return [Alert.from_json(r[0]) for r in rows]
 
     def enqueue(self, alert: Alert, targets: Sequence[RouteTarget], *, now: float) -> bool:
