@@ -422,6 +422,7 @@ def run(args: argparse.Namespace) -> int:
     # garbage collection would walk them, pausing the alerter's threads: drop them first.
     del records
     gc.collect()
+    gc.freeze()  # what is left (rules, config) is long-lived: keep it out of later collections
     with tempfile.TemporaryDirectory(prefix="riskwire-bench-alerts-") as tmp:
         lt = bench_latency(doc, args.rate, args.duration, Path(tmp))
     load1 = os.getloadavg()[0]
