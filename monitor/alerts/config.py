@@ -540,7 +540,7 @@ class AlertsConfig(_AlertsDoc):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     producer_topic: bool = Field(default=True, description="produce every alert to topics.alerts")
     checkpoint_interval: Duration = Field(
-        default=1.0, description="commit consumer offsets at most this often (replay is safe)"
+        default=5.0, description="commit consumer offsets at most this often (replay is safe)"
     )
     retention: Duration = Field(
         default=14 * 86400.0,

@@ -106,14 +106,14 @@ class AlerterRole:
         producer = bus.producer()
         lag = LagReporter(self.core.consumer_lag, GROUP, consumer)
         self.store.start_checkpointer()
-        # Publishing once per checkpoint interval, not per batch: each bus flush is an fsync that
-        # holds the embedded log's write lock, which our offset commits also need.
+        # Publishing once a second, not per batch: each bus flush is an fsync that holds the
+        # embedded log's write lock, which our offset commits also need.
         self.publisher = Publisher(
             self.store,
             bus.producer(),
             topics.alerts,
             enabled=self.cfg.producer_topic,
-            poll_interval=self.cfg.checkpoint_interval,
+            poll_interval=1.0,
         )
         self.publisher.start()  # first publishes what a crash may have left unpublished
         # An empty flush now: the embedded bus runs its periodic retention pass in a producer's
