@@ -61,6 +61,9 @@ class Daemon:
     _threads: list[_RoleThread] = field(default_factory=list)
     _http: StatusServer | None = None
     _failed: threading.Event = field(default_factory=threading.Event)
+    _starter: threading.Thread | None = None
+    # Held while a role is being started, so shutdown never closes the bus under a starting role.
+    _start_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.metrics = CoreMetrics.create(self.registry)
@@ -112,7 +115,10 @@ class Daemon:
             Probe(liveness=self._liveness, readiness=self._readiness),
         )
         self._http.start()
-        threading.Thread(target=self._open_bus_and_start_roles, name="starter", daemon=True).start()
+        self._starter = threading.Thread(
+            target=self._open_bus_and_start_roles, name="starter", daemon=True
+        )
+        self._starter.start()
 
     def _open_bus_and_start_roles(self) -> None:
         try:
@@ -148,25 +154,36 @@ class Daemon:
         if self._bus is None:
             return
         for name in self.roles:
-            try:
-                build = (self.factories or {}).get(name) or load_role(name)
-            except RoleUnavailable as exc:
-                self.unavailable[name] = str(exc)
-                log.warning("role unavailable", extra={"role": name, "reason": str(exc)})
-                continue
-            ctx = RoleContext(
-                config=self.config,
-                bus=self._bus,
-                registry=self.registry,
-                config_path=self.config_path,
-                core=self.metrics,
-            )
-            runner = build(ctx)
-            thread = threading.Thread(target=self._run_role, args=(runner,), name=name, daemon=True)
-            self._threads.append(_RoleThread(runner, ctx, thread))
-            self.metrics.role_up.labels(role=name).set(1)
-            thread.start()
-            log.info("role started", extra={"role": name})
+            with self._start_lock:
+                if self.stop_event.is_set():
+                    log.info(
+                        "stop requested during start-up; roles not started",
+                        extra={"roles": self.roles[self.roles.index(name) :]},
+                    )
+                    return
+                self._start_role(name)
+
+    def _start_role(self, name: str) -> None:
+        assert self._bus is not None
+        try:
+            build = (self.factories or {}).get(name) or load_role(name)
+        except RoleUnavailable as exc:
+            self.unavailable[name] = str(exc)
+            log.warning("role unavailable", extra={"role": name, "reason": str(exc)})
+            return
+        ctx = RoleContext(
+            config=self.config,
+            bus=self._bus,
+            registry=self.registry,
+            config_path=self.config_path,
+            core=self.metrics,
+        )
+        runner = build(ctx)
+        thread = threading.Thread(target=self._run_role, args=(runner,), name=name, daemon=True)
+        self._threads.append(_RoleThread(runner, ctx, thread))
+        self.metrics.role_up.labels(role=name).set(1)
+        thread.start()
+        log.info("role started", extra={"role": name})
 
     def _run_role(self, runner: RoleRunner) -> None:
         try:
@@ -192,6 +209,9 @@ class Daemon:
     def shutdown(self) -> int:
         self.stop_event.set()
         deadline = time.monotonic() + self.config.shutdown.grace_seconds
+        # Once we hold the lock no role is half-started, and the starter starts no more.
+        with self._start_lock:
+            pass
         for t in self._threads:
             t.thread.join(max(0.0, deadline - time.monotonic()))
         left = [t.runner.name for t in self._threads if t.thread.is_alive()]

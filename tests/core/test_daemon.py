@@ -177,3 +177,17 @@ def test_second_signal_forces_exit(tmp_path: Path) -> None:
             break
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=10) == 130
+
+
+def test_sigterm_during_start_up_exits_cleanly(
+    daemon: Callable[..., tuple[subprocess.Popen[bytes], int]],
+) -> None:
+    # Signals that land while roles are still being started must not close the bus under a
+    # starting role (which then crashed with "closed database" and exit 1).
+    for _ in range(3):
+        proc, port = daemon()
+        wait_for(answers(port, "/healthz"), 30, "/healthz")
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        assert rc == 0, stderr[-3000:]
