@@ -114,12 +114,12 @@ def risk_report(targets: Array, pred: Array) -> dict[str, Any]:
     }
 
 
-def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any]) -> list[str]:
+def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
     lines = [f"== {name} ({model['rows']} rows)"]
-    lines.append(f"   {'':22s}{'model':>9s}{'tfidf+lr':>10s}{'gain':>8s}")
+    lines.append(f"   {'':22s}{'model':>9s}" + (f"{'tfidf+lr':>10s}{'gain':>8s}" if base else ""))
     for key in ("accuracy", "macro_f1", "weighted_f1"):
-        gain = model[key] - base[key]
-        lines.append(f"   {key:22s}{model[key]:9.4f}{base[key]:10.4f}{gain:+8.4f}")
+        cmp = f"{base[key]:10.4f}{model[key] - base[key]:+8.4f}" if base else ""
+        lines.append(f"   {key:22s}{model[key]:9.4f}{cmp}")
     if "ece" in model:
         lines.append(f"   {'ece (calibrated)':22s}{model['ece']:9.4f}")
     if "fp32_argmax_agreement" in model:
@@ -135,13 +135,13 @@ def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any]) -> li
     return lines
 
 
-def _fmt_risk(model: dict[str, Any], base: dict[str, Any]) -> list[str]:
+def _fmt_risk(model: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
     lines = [f"== risk_test ({model['rows']} rows, multi-label, thresholds from validation)"]
-    lines.append(f"   {'':22s}{'model':>9s}{'tfidf+lr':>10s}{'gain':>8s}")
+    lines.append(f"   {'':22s}{'model':>9s}" + (f"{'tfidf+lr':>10s}{'gain':>8s}" if base else ""))
     for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1"):
-        gain = model[key] - base[key]
+        cmp = f"{base[key]:10.4f}{model[key] - base[key]:+8.4f}" if base else ""
         label = "exact-match accuracy" if key == "accuracy" else key
-        lines.append(f"   {label:22s}{model[key]:9.4f}{base[key]:10.4f}{gain:+8.4f}")
+        lines.append(f"   {label:22s}{model[key]:9.4f}{cmp}")
     lines.append(
         f"   {'tag':20s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}"
         f"{'tp':>5s}{'fp':>5s}{'fn':>5s}{'base f1':>9s}"
@@ -150,7 +150,7 @@ def _fmt_risk(model: dict[str, Any], base: dict[str, Any]) -> list[str]:
         (_tn, fp), (fn, tp) = m["confusion"]
         lines.append(
             f"   {tag:20s}{m['precision']:10.4f}{m['recall']:8.4f}{m['f1']:8.4f}{m['support']:9d}"
-            f"{tp:5d}{fp:5d}{fn:5d}{base['per_tag'][tag]['f1']:9.4f}"
+            f"{tp:5d}{fp:5d}{fn:5d}" + (f"{base['per_tag'][tag]['f1']:9.4f}" if base else "")
         )
     return lines
 
@@ -183,32 +183,25 @@ def save_confusion_png(path: Path, title: str, reports: dict[str, dict[str, Any]
     return path
 
 
-def save_risk_png(path: Path, title: str, model: dict[str, Any], base: dict[str, Any]) -> Path:
+def save_risk_png(
+    path: Path, title: str, model: dict[str, Any], base: dict[str, Any] | None
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tags = list(model["per_tag"])
-    # Per tag: [tp, fp, fn] counts, model and baseline side by side.
-    grid = np.array(
-        [
-            [
-                model["per_tag"][t]["confusion"][1][1],
-                model["per_tag"][t]["confusion"][0][1],
-                model["per_tag"][t]["confusion"][1][0],
-            ]
-            + [
-                base["per_tag"][t]["confusion"][1][1],
-                base["per_tag"][t]["confusion"][0][1],
-                base["per_tag"][t]["confusion"][1][0],
-            ]
-            for t in tags
-        ]
-    )
+
+    def counts(rep: dict[str, Any], tag: str) -> list[int]:
+        (_tn, fp), (fn, tp) = rep["per_tag"][tag]["confusion"]
+        return [tp, fp, fn]
+
+    # Per tag: [tp, fp, fn] counts, model and (when run) baseline side by side.
+    grid = np.array([counts(model, t) + (counts(base, t) if base else []) for t in tags])
     fig, ax = plt.subplots(figsize=(7.5, 6))
     ax.imshow(grid, cmap="Blues", aspect="auto")
-    cols = ["tp", "fp", "fn", "base tp", "base fp", "base fn"]
+    cols = ["tp", "fp", "fn"] + (["base tp", "base fp", "base fn"] if base else [])
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(tags)), tags)
     for i in range(grid.shape[0]):
@@ -292,8 +285,9 @@ def evaluate_model_dir(
                 np.mean(reference[name].argmax(axis=1) == logits.argmax(axis=1))
             )
         rep["ece_uncalibrated"] = calibrate.expected_calibration_error(calibrate.softmax(logits), y)
-        base_rep = sentiment_report(y, base_sent.predict(texts)) if base_sent else rep
-        rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+        base_rep = sentiment_report(y, base_sent.predict(texts)) if base_sent else None
+        if base_rep is not None:
+            rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
         results[name] = rep
         for line in _fmt_sentiment(name, rep, base_rep):
             report(line)
@@ -301,7 +295,7 @@ def evaluate_model_dir(
             png = save_confusion_png(
                 png_dir / f"confusion_{name}_{variant}.png",
                 f"{name} ({variant})",
-                {"model": rep, "tf-idf + LR": base_rep} if base_sent else {"model": rep},
+                {"model": rep, "tf-idf + LR": base_rep} if base_rep else {"model": rep},
             )
             rep["png"] = str(png)
             report(f"   confusion matrix saved: {png}")
@@ -311,14 +305,13 @@ def evaluate_model_dir(
     probs_r = calibrate.sigmoid(scorer.logits(risk_texts)[1])
     thr = np.array([manifest.threshold(t) for t in RISK_TAGS])
     risk_rep = risk_report(targets, (probs_r >= thr).astype(int))
+    base_risk: dict[str, Any] | None = None
     if baseline:
         rb = RiskBaseline(len(RISK_TAGS)).fit(data.risk_train_texts, data.risk_train_targets)
         base_risk = risk_report(targets, rb.predict(risk_texts))
-    else:
-        base_risk = risk_rep
-    risk_rep["baseline"] = {
-        k: base_risk[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1")
-    }
+        risk_rep["baseline"] = {
+            k: base_risk[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1")
+        }
     results["risk_test"] = risk_rep
     for line in _fmt_risk(risk_rep, base_risk):
         report(line)

@@ -50,6 +50,7 @@ def test_eval_json_has_every_set_and_saves_pngs(
     assert doc["twitter_valid"]["rows"] == 2388
     assert set(doc["risk_test"]["per_tag"]) >= {"credit", "cyber", "market_stress"}
     assert any("confusion (rows = gold" in line for line in out)
+    assert "baseline" not in doc["phrasebank_test"] and not any("tfidf" in line for line in out)
     pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert "confusion_phrasebank_test_int8.png" in pngs
     assert "confusion_risk_test_int8.png" in pngs
