@@ -22,7 +22,7 @@ export TRANSFORMERS_OFFLINE=1
 
 help:
 	@echo "make run         run the daemon on the embedded bus with the demo feeds (builds what is missing)"
-	@echo "make test        install, start a local Kafka broker, run the test suite, stop the broker"
+	@echo "make test        install, lint, start a local Kafka broker, run the test suite, stop the broker"
 	@echo "make model       train + export the default model into $(MODEL)"
 	@echo "make kafka-up    start a local Kafka broker on 127.0.0.1:$(KAFKA_PORT) (make kafka-down stops it)"
 	@echo "make lint        ruff and mypy"
@@ -62,6 +62,10 @@ kafka-down:
 # The broker runs on a free port in a fresh folder for this run only, and is stopped by its own
 # pid whatever pytest's outcome; the target exits with pytest's status.
 test: $(STAMP) kafka-jars
+	@echo ">> lint: ruff and mypy (strict)"
+	@$(BIN)/ruff check monitor exporters tests deploy
+	@$(BIN)/ruff format --check --quiet monitor exporters tests deploy
+	@$(BIN)/mypy
 	@set -u; state=$$(mktemp -d -t riskwire-kafka.XXXXXX); \
 	if ! $(PY) deploy/kafka/local_kafka.py up --port 0 --dir "$$state"; then \
 	  echo "could not start the test Kafka broker" >&2; rm -rf "$$state"; exit 1; fi; \
