@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -253,17 +254,17 @@ def _format_error(
     return f"{where}: {key}: {msg}{shown}"
 
 
-def load_config(
-    path: str | Path | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Config:
-    """Load, interpolate, override and validate. Raises :class:`ConfigError` listing every problem.
+@dataclass(frozen=True)
+class YamlDocument:
+    """A YAML mapping read from a file, with the line of every key path (for error messages)."""
 
-    ``overrides`` maps dotted key paths to values (used by CLI flags such as ``--http-port``).
-    """
-    env = os.environ if env is None else env
+    source: str
+    doc: dict[str, Any]
+    lines: Mapping[tuple[str, ...], int]
+
+
+def read_yaml_document(path: str | Path | None) -> YamlDocument:
+    """Read one YAML mapping (``None``: an empty document). Raises :class:`ConfigError`."""
     source = str(path) if path is not None else "<defaults>"
     text = ""
     if path is not None:
@@ -280,17 +281,66 @@ def load_config(
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError([f"{source}: the top level must be a mapping, got {type(doc).__name__}"])
-    lines = _line_map(text)
+        raise ConfigError(
+            [f"{source}: the top level must be a mapping, got {type(doc).__name__}"], source
+        )
+    return YamlDocument(source, doc, _line_map(text))
 
+
+def interpolate_env(
+    document: YamlDocument, env: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Replace ``${NAME}`` / ``${NAME:-default}``; returns the new mapping and the problems."""
     raw_errors: list[Any] = []
-    doc = _interpolate(doc, (), env, raw_errors)
+    doc = _interpolate(document.doc, (), env, raw_errors)
     problems = [
-        f"{source}:{lines.get(tuple(p.split('.')), '?')}: {p}: {why}" for p, why in raw_errors
+        f"{document.source}:{document.lines.get(tuple(p.split('.')), '?')}: {p}: {why}"
+        for p, why in raw_errors
     ]
+    return doc, problems
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_document(
+    model: type[M],
+    doc: dict[str, Any],
+    document: YamlDocument,
+    *,
+    problems: Sequence[str] = (),
+    env_keys: Mapping[tuple[str, ...], str] | None = None,
+) -> M:
+    """Validate ``doc`` as ``model``; every problem (and the ``problems`` found before) is
+    reported as ``file:line: key.path: reason`` in one :class:`ConfigError`."""
+    found = list(problems)
+    try:
+        parsed = model.model_validate(doc)
+    except ValidationError as exc:
+        found += [
+            _format_error(e, document.lines, document.source, env_keys or {}) for e in exc.errors()
+        ]
+        raise ConfigError(found, document.source) from exc
+    if found:
+        raise ConfigError(found, document.source)
+    return parsed
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load, interpolate, override and validate. Raises :class:`ConfigError` listing every problem.
+
+    ``overrides`` maps dotted key paths to values (used by CLI flags such as ``--http-port``).
+    """
+    env = os.environ if env is None else env
+    document = read_yaml_document(path)
+    doc, problems = interpolate_env(document, env)
 
     env_keys: dict[tuple[str, ...], str] = {}
-
     for key_path, value, var in _env_overrides(env):
         _set_path(doc, key_path, value)
         env_keys[key_path] = var
@@ -298,13 +348,7 @@ def load_config(
         if value is not None:
             _set_path(doc, tuple(dotted.split(".")), value)
 
-    try:
-        config = Config.model_validate(doc)
-    except ValidationError as exc:
-        problems += [_format_error(e, lines, source, env_keys) for e in exc.errors()]
-        raise ConfigError(problems, source) from exc
-    if problems:
-        raise ConfigError(problems, source)
+    config = validate_document(Config, doc, document, problems=problems, env_keys=env_keys)
     return _default_cluster(config, env.get("RISKWIRE_KAFKA_BOOTSTRAP"))
 
 

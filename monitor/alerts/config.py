@@ -9,12 +9,12 @@ Secrets (webhook signing keys, Slack/Teams URLs) are ``SecretStr``: write them a
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,27 +22,12 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from monitor.errors import ConfigError
+from monitor.score.manifest import RISK_TAGS
 
-RISK_TAGS = (
-    "credit",
-    "legal_regulatory",
-    "fraud_misconduct",
-    "earnings_guidance",
-    "corporate_action",
-    "management_change",
-    "operational",
-    "cyber",
-    "macro_policy",
-    "geopolitical",
-    "market_stress",
-)
-SENTIMENT_LABELS = ("negative", "neutral", "positive")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*")
 _NAME = r"^[A-Za-z0-9_.:-]+$"
@@ -488,35 +473,9 @@ def load_rules_file(path: str | Path) -> RulesFile:
     """Read and validate a rules file; :class:`ConfigError` lists ``file:line: key: reason``."""
     from monitor import config as core
 
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{source}: cannot read: {exc.strerror}"], source) from exc
-    try:
-        doc = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError([f"{where}: not valid YAML: {exc}"], source) from exc
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise ConfigError([f"{source}: the top level must be a mapping"], source)
-    lines = core._line_map(text)
-    import os
-
-    errors: list[Any] = []
-    doc = core._interpolate(doc, (), os.environ, errors)
-    problems = [f"{source}:{lines.get(tuple(p.split('.')), '?')}: {p}: {w}" for p, w in errors]
-    try:
-        parsed = RulesFile.model_validate(doc)
-    except ValidationError as exc:
-        problems += [core._format_error(e, lines, source, {}) for e in exc.errors()]
-        raise ConfigError(problems, source) from exc
-    if problems:
-        raise ConfigError(problems, source)
-    return parsed
+    document = core.read_yaml_document(path)
+    doc, problems = core.interpolate_env(document, os.environ)
+    return core.validate_document(RulesFile, doc, document, problems=problems)
 
 
 class AlertsConfig(_AlertsDoc):

@@ -30,10 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.alerts.config import RISK_TAGS, AlertsConfig
+from monitor.alerts.config import AlertsConfig
 from monitor.alerts.engine import Engine
 from monitor.alerts.rules import naive_matches
 from monitor.records import EntityMatch, ModelInfo, RiskTag, ScoredItem, Sentiment, Timings
+from monitor.score.manifest import RISK_TAGS
 
 T0 = 1_780_000_000.0
 SOURCES = [f"feed{i:02d}" for i in range(20)]
