@@ -152,6 +152,23 @@ def _line(a: Alert) -> str:
     return f"[{mark}] {a.title} — {a.summary}"
 
 
+def _post_group(
+    client: httpx.Client,
+    url: str,
+    payload: Any,
+    alerts: Sequence[Alert],
+    on_sent: Callable[[Alert], None],
+) -> Result:
+    """POST one JSON message for a whole group; every alert of it counts as sent on success."""
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    result = _post(client, url, body, headers)
+    if result[1] is None:
+        for a in alerts:
+            on_sent(a)
+    return result
+
+
 class SlackNotifier:
     def __init__(self, cfg: SlackReceiver, client: httpx.Client) -> None:
         self.name = cfg.name
@@ -175,13 +192,9 @@ class SlackNotifier:
         return doc
 
     def notify(self, alerts: Sequence[Alert], on_sent: Callable[[Alert], None]) -> Result:
-        body = json.dumps(self.payload(alerts)).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        result = _post(self.client, self.cfg.url.get_secret_value(), body, headers)
-        if result[1] is None:
-            for a in alerts:
-                on_sent(a)
-        return result
+        return _post_group(
+            self.client, self.cfg.url.get_secret_value(), self.payload(alerts), alerts, on_sent
+        )
 
 
 class TeamsNotifier:
@@ -210,13 +223,9 @@ class TeamsNotifier:
         }
 
     def notify(self, alerts: Sequence[Alert], on_sent: Callable[[Alert], None]) -> Result:
-        body = json.dumps(self.payload(alerts)).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        result = _post(self.client, self.cfg.url.get_secret_value(), body, headers)
-        if result[1] is None:
-            for a in alerts:
-                on_sent(a)
-        return result
+        return _post_group(
+            self.client, self.cfg.url.get_secret_value(), self.payload(alerts), alerts, on_sent
+        )
 
 
 class AlertmanagerNotifier:
