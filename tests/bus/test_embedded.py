@@ -272,6 +272,9 @@ def test_several_processes_produce_and_consume_one_file(path: Path) -> None:
     bus.ensure_topics([topic])
     address = str(path)
     consumers = [Proc("group_consumer.py", "embedded", address, topic, group) for _ in range(2)]
+    # Both members must have joined before records arrive, or the first may take them all.
+    for c in consumers:
+        assert c.next_line(60) == "READY", "".join(c.stderr)
     producers = [
         Proc("crash_producer.py", "embedded", address, topic, "--batches", "15", "--prefix", p)
         for p in ("pa", "pb")
