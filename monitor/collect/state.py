@@ -121,24 +121,27 @@ class StateStore:
 
     def save_feed(self, s: FeedState) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO feeds (feed_id, location, etag, last_modified, status, "
-                "failures, last_error, last_outcome, last_attempt, last_success, next_due) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    s.feed_id,
-                    s.location,
-                    s.etag,
-                    s.last_modified,
-                    s.status,
-                    s.failures,
-                    s.last_error,
-                    s.last_outcome,
-                    s.last_attempt,
-                    s.last_success,
-                    s.next_due,
-                ),
-            )
+            self._write_feed(s)
+
+    def _write_feed(self, s: FeedState) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO feeds (feed_id, location, etag, last_modified, status, "
+            "failures, last_error, last_outcome, last_attempt, last_success, next_due) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                s.feed_id,
+                s.location,
+                s.etag,
+                s.last_modified,
+                s.status,
+                s.failures,
+                s.last_error,
+                s.last_outcome,
+                s.last_attempt,
+                s.last_success,
+                s.next_due,
+            ),
+        )
 
     # --- seen-set ------------------------------------------------------------------------
 
@@ -167,25 +170,7 @@ class StateStore:
                     data,
                 )
                 if feed_state is not None:
-                    s = feed_state
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO feeds (feed_id, location, etag, last_modified, "
-                        "status, failures, last_error, last_outcome, last_attempt, "
-                        "last_success, next_due) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            s.feed_id,
-                            s.location,
-                            s.etag,
-                            s.last_modified,
-                            s.status,
-                            s.failures,
-                            s.last_error,
-                            s.last_outcome,
-                            s.last_attempt,
-                            s.last_success,
-                            s.next_due,
-                        ),
-                    )
+                    self._write_feed(feed_state)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
