@@ -160,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--max-minutes", type=float, help="training wall-time budget (default 22)")
+    p.add_argument("--max-minutes", type=float, help="training wall-time budget (default 25)")
     p.add_argument("--pooling", choices=["mean", "cls"])
     p.add_argument("--layers", type=int, help="truncate the encoder to N layers (quick runs)")
     p.add_argument("--limit", type=int, help="cap rows per source (quick runs)")

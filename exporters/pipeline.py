@@ -90,7 +90,8 @@ def build_model_dir(
     val_logits = {n: scorer.logits(vs.texts) for n, vs in result.validation.items()}
     s_logits = np.concatenate([val_logits[n][0] for n, _ in sent_sets])
     s_labels = np.concatenate([vs.sentiment for _, vs in sent_sets if vs.sentiment is not None])
-    temperature = calibrate.fit_temperature(s_logits, s_labels)
+    s_groups = np.concatenate([np.full(len(vs.texts), i) for i, (_, vs) in enumerate(sent_sets)])
+    temperature = calibrate.fit_temperature(s_logits, s_labels, s_groups)
     ece_before = calibrate.expected_calibration_error(calibrate.softmax(s_logits), s_labels)
     ece_after = calibrate.expected_calibration_error(
         calibrate.softmax(s_logits, temperature), s_labels
@@ -101,6 +102,14 @@ def build_model_dir(
         "validation_ece_after": round(ece_after, 4),
         "validation_rows": int(len(s_labels)),
     }
+    for i, (name, _) in enumerate(sent_sets):
+        sel = s_groups == i
+        calibration[f"{name}_validation_ece_after"] = round(
+            calibrate.expected_calibration_error(
+                calibrate.softmax(s_logits[sel], temperature), s_labels[sel]
+            ),
+            4,
+        )
     thresholds = dict.fromkeys(RISK_TAGS, 0.5)
     risk_vs = result.validation.get("risk")
     if risk_vs is not None and risk_vs.risk is not None:

@@ -11,7 +11,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from exporters import data as ds
 from exporters.bundle import fingerprint_files
+from exporters.ema import WeightAverage
 from exporters.model import TwoHeadClassifier, base_model_dir, load_classifier
 from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
 from monitor.logs import get_logger
@@ -52,7 +53,7 @@ class TrainConfig(BaseModel):
     use_twitter: bool = True
     max_length: int = Field(default=64, ge=8, le=512)
     batch_size: int = Field(default=32, ge=1)
-    epochs: float = Field(default=3.0, gt=0)
+    epochs: float = Field(default=6.0, gt=0)
     lr: float = Field(default=8e-5, gt=0, description="peak lr of the top encoder layer")
     head_lr: float = Field(default=1e-3, gt=0)
     layer_decay: float = Field(
@@ -66,9 +67,9 @@ class TrainConfig(BaseModel):
     threads: int = 2
     evals_per_epoch: int = Field(default=2, ge=1)
     patience: int = Field(
-        default=2, ge=1, description="evaluations without improvement before stopping"
+        default=4, ge=1, description="evaluations without improvement before stopping"
     )
-    max_minutes: float = Field(default=22.0, gt=0, description="training wall-time budget")
+    max_minutes: float = Field(default=25.0, gt=0, description="training wall-time budget")
     limit_per_source: int | None = Field(default=None, description="cap rows per source (tests)")
     risk_repeat: int = Field(
         default=3, ge=1, description="passes over hand-labelled risk rows per epoch"
@@ -82,6 +83,12 @@ class TrainConfig(BaseModel):
     agreement_smoothing: dict[int, float] = {100: 0.0, 75: 0.05, 66: 0.15, 50: 0.25}
     twitter_smoothing: float = 0.05
     hand_sentiment_weight: float = 0.5
+    ema_decay: float | None = Field(
+        default=0.998, gt=0, lt=1, description="also validate an EMA of the weights (None: off)"
+    )
+    phrasebank_repeat: int = Field(
+        default=1, ge=0, description="passes over PhraseBank train rows per epoch"
+    )
 
 
 @dataclass
@@ -140,7 +147,7 @@ def build_training_set(
     examples: list[Example] = []
     counts: dict[str, Any] = {}
     pb = _cap(ds.load_phrasebank(root, "train"), cfg.limit_per_source, cfg.seed)
-    for r in pb:
+    for r in [row for _ in range(cfg.phrasebank_repeat) for row in pb]:
         examples.append(
             Example(
                 r.text,
@@ -343,6 +350,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     rng = random.Random(cfg.seed)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     log.info("training", extra={"steps": total, "examples": len(examples), **counts})
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"selection": -1.0}
@@ -376,17 +384,18 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 bar.total = total
                 stop_reason = f"schedule shortened to {total} steps to fit {cfg.max_minutes} min"
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            if ema is not None:
+                ema.update(model)
             if step % eval_every == 0 or step == total:
-                scores = validation_scores(model, tokenizer, validation)
-                scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
-                scores["minutes"] = round((time.monotonic() - started) / 60, 2)
-                history.append(scores)
-                bar.write("validation " + json.dumps({k: round(v, 4) for k, v in scores.items()}))
-                if scores["selection"] > best["selection"]:
-                    best, stale = scores, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    stale += 1
+                improved = False
+                for scores, state in _checkpoints(model, ema, tokenizer, validation):
+                    scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
+                    scores["minutes"] = round((time.monotonic() - started) / 60, 2)
+                    history.append(scores)
+                    bar.write("validation " + json.dumps(_rounded(scores)))
+                    if scores["selection"] > best["selection"]:
+                        best, best_state, improved = scores, state(), True
+                stale = 0 if improved else stale + 1
                 if stale >= cfg.patience:
                     stop_reason = f"early stop: no gain in {stale} evaluations"
                     step = total
@@ -394,11 +403,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             if (time.monotonic() - started) / 60 > cfg.max_minutes:
                 stop_reason = f"time budget of {cfg.max_minutes} min reached"
                 if not history or history[-1]["step"] != step:
-                    scores = validation_scores(model, tokenizer, validation)
-                    scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
-                    history.append(scores)
-                    if scores["selection"] > best["selection"]:
-                        best, best_state = scores, copy.deepcopy(model.state_dict())
+                    for scores, state in _checkpoints(model, ema, tokenizer, validation):
+                        scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
+                        history.append(scores)
+                        if scores["selection"] > best["selection"]:
+                            best, best_state = scores, state()
                 step = total
                 break
     bar.close()
@@ -419,6 +428,32 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         lexicon_version=lex_version,
         validation=validation,
     )
+
+
+StateFn = Callable[[], dict[str, torch.Tensor]]
+
+
+def _checkpoints(
+    model: TwoHeadClassifier,
+    ema: WeightAverage | None,
+    tokenizer: Tokenizer,
+    validation: dict[str, ValidationSet],
+) -> list[tuple[dict[str, Any], StateFn]]:
+    """Validation scores of the raw weights and, with EMA on, of the averaged weights.
+
+    Each comes with a function returning a copy of that state, called only for a new best.
+    """
+    raw: dict[str, Any] = {"weights": "raw", **validation_scores(model, tokenizer, validation)}
+    out: list[tuple[dict[str, Any], StateFn]] = [(raw, lambda: copy.deepcopy(model.state_dict()))]
+    if ema is not None:
+        with ema.applied(model):
+            avg = validation_scores(model, tokenizer, validation)
+        out.append(({"weights": "ema", **avg}, lambda: ema.state_dict_for(model)))
+    return out
+
+
+def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
 
 
 def _loss(

@@ -95,6 +95,28 @@ def test_temperature_scaling_reduces_ece_of_overconfident_logits() -> None:
     assert after < before / 4
 
 
+def test_grouped_temperature_weighs_each_validation_set_equally() -> None:
+    """A large set overconfident by 4x and a small one by 1.5x: pooled, the large set decides;
+    grouped, the fit lands between the two."""
+    rng = np.random.default_rng(1)
+
+    def overconfident(n: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 3, n)
+        logits = rng.normal(0, 1, (n, 3))
+        logits[np.arange(n), labels] += 1.0
+        return logits * factor, labels
+
+    big, big_y = overconfident(4000, 4.0)
+    small, small_y = overconfident(400, 1.5)
+    logits = np.concatenate([big, small])
+    labels = np.concatenate([big_y, small_y])
+    groups = np.concatenate([np.zeros(4000, int), np.ones(400, int)])
+    pooled = fit_temperature(logits, labels)
+    grouped = fit_temperature(logits, labels, groups)
+    assert pooled > 3.0
+    assert 1.5 < grouped < pooled - 0.5
+
+
 def test_thresholds_maximise_validation_f1() -> None:
     probs = np.array([[0.9, 0.2], [0.35, 0.1], [0.3, 0.05], [0.1, 0.02]])
     targets = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
