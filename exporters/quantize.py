@@ -39,11 +39,15 @@ class Int8Recipe:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# Measured on the default model's validation rows (sentiment argmax agreement with fp32):
-# default 0.952, per_channel 0.983, + output projections fp32 0.986, + embeddings fp32 0.993.
-# The embedding table (EmbedLayerNormalization / Gather) and the attention-output and FFN-output
-# projections ("/output/dense/") are the sensitive parts.
+# Measured on validation rows (sentiment argmax agreement with fp32), 3-epoch model / 6-epoch
+# model: default 0.952 / 0.941, per_channel 0.983 / 0.972, + output projections fp32 0.986 / 0.985,
+# + embeddings fp32 0.993 / 0.985, output projections + FFN up-projection fp32 - / 0.991 (1.3x
+# slower than the output-projections recipe, 1.2x faster than fp32). The longer-trained model
+# has larger activation outliers; which recipe clears the bar is a property of the weights, so
+# every build measures them all.
 _OUTPUT_PROJECTIONS = ("/output/dense/",)
+# Argmax agreement with fp32 on validation rows that a recipe must reach to be preferred.
+AGREEMENT_BAR = 0.99
 RECIPES: tuple[Int8Recipe, ...] = (
     Int8Recipe("default"),
     Int8Recipe("per_channel", per_channel=True),
@@ -65,6 +69,12 @@ RECIPES: tuple[Int8Recipe, ...] = (
         op_types=("MatMul", "Attention"),
         keep_heads_fp32=True,
         keep_fp32_if_name_has=_OUTPUT_PROJECTIONS,
+    ),
+    Int8Recipe(
+        "per_channel_out_proj_ffn_fp32",
+        per_channel=True,
+        keep_heads_fp32=True,
+        keep_fp32_if_name_has=(*_OUTPUT_PROJECTIONS, "/intermediate/dense/"),
     ),
     Int8Recipe(
         "per_channel_reduce_range_embeddings_out_proj_fp32",
@@ -146,11 +156,13 @@ def choose_int8(
     labels: np.ndarray[Any, Any] | None = None,
     recipes: Sequence[Int8Recipe] = RECIPES,
     report: Callable[[str], None] = print,
+    bar: float = AGREEMENT_BAR,
 ) -> dict[str, Any]:
     """Quantize with each recipe, score validation rows, keep the best at ``dst``.
 
-    Best = highest sentiment argmax agreement with fp32, then risk decision agreement, then the
-    smaller file. Returns the table of measurements and the choice.
+    Best = the smallest graph (a proxy for the fastest: fewer fp32 MatMuls) whose sentiment
+    argmax agreement with fp32 reaches ``bar``; when none does, the highest agreement, then risk
+    decision agreement, then the smaller file. Returns the table of measurements and the choice.
     """
     ref = score(src)
     table: list[dict[str, Any]] = []
@@ -164,6 +176,7 @@ def choose_int8(
                 "recipe": recipe.name,
                 **compare(ref, got, labels),
                 "size_mb": round(path.stat().st_size / 1e6, 1),
+                "size_bytes": path.stat().st_size,
                 "seconds": round(time.monotonic() - t0, 1),
             }
             table.append(row)
@@ -177,17 +190,21 @@ def choose_int8(
                 )
                 + f"size={row['size_mb']}MB"
             )
-        best = max(
-            table,
-            key=lambda r: (
-                round(r["sentiment_argmax_agreement"], 4),
-                round(r["risk_decision_agreement"], 4),
-                -r["size_mb"],
-            ),
-        )
+        passing = [r for r in table if r["sentiment_argmax_agreement"] >= bar]
+        if passing:
+            best = min(passing, key=lambda r: (r["size_bytes"], -r["sentiment_argmax_agreement"]))
+        else:
+            best = max(
+                table,
+                key=lambda r: (
+                    round(r["sentiment_argmax_agreement"], 4),
+                    round(r["risk_decision_agreement"], 4),
+                    -r["size_bytes"],
+                ),
+            )
         (Path(tmp) / f"{best['recipe']}.onnx").replace(dst)
     log.info("int8 recipe chosen", extra={"recipe": best["recipe"]})
-    return {"chosen": best["recipe"], "candidates": table}
+    return {"chosen": best["recipe"], "bar": bar, "candidates": table}
 
 
 def convert_fp16(src: Path, dst: Path) -> Path:
