@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -149,18 +148,3 @@ class Receiver:
     def all_requests(self) -> list[Hit]:
         with self._lock:
             return list(self.requests)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

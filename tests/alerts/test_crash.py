@@ -20,8 +20,9 @@ import pytest
 from monitor.alerts.config import AlertsConfig
 from monitor.alerts.routing import Router
 from monitor.alerts.store import AlertStore
+from polling import wait_for
 
-from .kit import Receiver, wait_for
+from .kit import Receiver
 from .test_delivery import make_alert
 
 ROOT = Path(__file__).resolve().parents[2]

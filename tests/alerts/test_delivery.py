@@ -21,8 +21,9 @@ from monitor.alerts.routing import Router
 from monitor.alerts.signature import verify
 from monitor.alerts.store import AlertStore
 from monitor.records import Alert, AlertItem
+from polling import wait_for
 
-from .kit import T0, FakeClock, Receiver, wait_for
+from .kit import T0, FakeClock, Receiver
 
 SECRET = "s3cret-for-tests"
 

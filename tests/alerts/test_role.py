@@ -16,8 +16,9 @@ from monitor.bus.embedded import EmbeddedBus
 from monitor.config import Config
 from monitor.records import Alert
 from monitor.roles import RoleContext
+from polling import wait_for
 
-from .kit import T0, Receiver, scored, wait_for
+from .kit import T0, Receiver, scored
 
 
 def config(tmp_path: Path, receiver: Receiver) -> Config:

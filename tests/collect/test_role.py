@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -21,21 +20,13 @@ from monitor.collect.state import StateStore
 from monitor.config import Config
 from monitor.records import NewsItem
 from monitor.roles import RoleContext
+from polling import wait_for
 
 from . import feeds
 from .server import FeedServer, stall, static
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "riskwire.news.raw"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        threading.Event().wait(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_all(bus_path: Path, group: str) -> list[NewsItem]:

@@ -11,19 +11,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from exporters.tiny import build_tiny_model_dir
+from polling import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTITY = "ACME"
@@ -47,21 +46,6 @@ def rss(titles: list[str]) -> str:
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
         f"<title>Test wire</title><link>https://news.example/</link>{items}</channel></rss>"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def metric(port: int, name: str, labels: str) -> float:

@@ -6,7 +6,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from monitor.records import EntityMatch, NewsItem, ScoredItem
 from monitor.roles import RoleContext
 from monitor.score.manifest import MANIFEST_NAME, write_manifest
 from monitor.score.worker import Worker
+from polling import wait_for
 
 HEADLINES = [
     "Acme Corp shares plunge after profit warning",
@@ -81,14 +82,6 @@ def config_for(data_dir: Path, model_dir: Path, **score: Any) -> Config:
             "score": {"model_dir": str(model_dir), "intra_op_threads": 1, **score},
         }
     )
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)  # polling a condition with a deadline, not waiting for time to pass
 
 
 @dataclass
