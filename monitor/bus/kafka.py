@@ -187,6 +187,23 @@ class KafkaConsumerAdapter:
         self._recover_stranded_join()
         return batch
 
+    def diagnostics(self) -> dict[str, Any]:
+        """The group membership as kafka-python sees it, for error messages and debugging."""
+        coordinator = self._consumer._coordinator
+        task = getattr(coordinator, "_join_task", None)
+        generation = getattr(coordinator, "_generation", None)
+        return {
+            "group": self._group,
+            "state": str(getattr(coordinator, "state", "?")),
+            "coordinator_id": getattr(coordinator, "coordinator_id", None),
+            "generation": getattr(generation, "generation_id", None),
+            "rejoin_needed": getattr(coordinator, "rejoin_needed", None),
+            "join_task": None if task is None else ("done" if task.is_done else "running"),
+            "assignment": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assignment()),
+            "paused": self._paused,
+            "buffered": len(self._buffer),
+        }
+
     def _recover_stranded_join(self) -> None:
         """Work around a kafka-python 3.0.12 race that leaves a member without its assignment.
 

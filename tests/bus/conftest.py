@@ -108,7 +108,10 @@ def consume_until(
     deadline = _deadline(timeout)
     while not done(got):
         if _expired(deadline):
-            raise AssertionError(f"condition not met after {timeout}s with {len(got)} messages")
+            state = getattr(consumer, "diagnostics", dict)()
+            raise AssertionError(
+                f"condition not met after {timeout}s with {len(got)} messages; consumer {state}"
+            )
         batch = consumer.poll(500, 0.2)
         got.extend(batch)
         if commit and batch:

@@ -180,3 +180,28 @@ def test_commit_after_losing_the_group_is_a_bus_error_and_poll_goes_on(make_bus:
     finally:
         first.close()
         second.close()
+
+
+def test_diagnostics_show_the_membership_a_stuck_consumer_would_lack(make_bus: Any) -> None:
+    bus = make_bus(partitions=2)
+    topic, group = _name("diag"), _name("g")
+    bus.ensure_topics([topic])
+    prod = bus.producer()
+    try:
+        for i in range(4):
+            prod.produce(topic, f"k{i}", b"v")
+        prod.flush()
+    finally:
+        prod.close()
+    cons = bus.consumer(group, [topic])
+    try:
+        before = cons.diagnostics()
+        assert before["group"] == group and before["assignment"] == []
+        _consume(cons, 4)
+        after = cons.diagnostics()
+        assert after["assignment"] == [f"{topic}[0]", f"{topic}[1]"]
+        assert "STABLE" in after["state"].upper()
+        assert after["generation"] is not None and after["generation"] >= 1
+        assert after["coordinator_id"] is not None
+    finally:
+        cons.close()
