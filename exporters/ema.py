@@ -47,9 +47,10 @@ class WeightAverage:
     @contextmanager
     def applied(self, model: nn.Module) -> Iterator[None]:
         """Swap the averaged weights in for the duration of the block."""
-        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.state_dict_for(model))
+        # load_state_dict copies into the parameters: the shadow is never aliased.
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        model.load_state_dict(self.shadow, strict=False)
         try:
             yield
         finally:
-            model.load_state_dict(raw)
+            model.load_state_dict(raw, strict=False)

@@ -364,6 +364,20 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     # The loop's share of the budget; evaluations on validation are counted in the pace.
     budget_s = cfg.max_minutes * 60 - (loop_started - started)
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+
+    def evaluate() -> bool:
+        """Validate the raw (and averaged) weights at ``step``; keep a new best. True if one."""
+        nonlocal best, best_state
+        improved = False
+        for scores, state in _checkpoints(model, ema, tokenizer, validation):
+            scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
+            scores["minutes"] = round((time.monotonic() - started) / 60, 2)
+            history.append(scores)
+            bar.write("validation " + json.dumps(_rounded(scores)))
+            if scores["selection"] > best["selection"]:
+                best, best_state, improved = scores, state(), True
+        return improved
+
     while step < total:
         for batch in length_bucketed_batches([len(s) for s in seqs], cfg.batch_size, rng):
             if step >= total:
@@ -389,15 +403,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             if ema is not None:
                 ema.update(model)
             if step % eval_every == 0 or step == total:
-                improved = False
-                for scores, state in _checkpoints(model, ema, tokenizer, validation):
-                    scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
-                    scores["minutes"] = round((time.monotonic() - started) / 60, 2)
-                    history.append(scores)
-                    bar.write("validation " + json.dumps(_rounded(scores)))
-                    if scores["selection"] > best["selection"]:
-                        best, best_state, improved = scores, state(), True
-                stale = 0 if improved else stale + 1
+                stale = 0 if evaluate() else stale + 1
                 if stale >= cfg.patience:
                     stop_reason = f"early stop: no gain in {stale} evaluations"
                     step = total
@@ -405,11 +411,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             if (time.monotonic() - started) / 60 > cfg.max_minutes:
                 stop_reason = f"time budget of {cfg.max_minutes} min reached"
                 if not history or history[-1]["step"] != step:
-                    for scores, state in _checkpoints(model, ema, tokenizer, validation):
-                        scores.update(step=step, epoch=round(step / steps_per_epoch, 2))
-                        history.append(scores)
-                        if scores["selection"] > best["selection"]:
-                            best, best_state = scores, state()
+                    evaluate()
                 step = total
                 break
     bar.close()
