@@ -28,7 +28,8 @@ from exporters.export import (
 from exporters.model import BASE_MODEL_NAME
 from exporters.quantize import RECIPES, Int8Recipe, choose_int8, convert_fp16
 from exporters.scoring import OnnxScorer
-from exporters.train import TrainResult
+from exporters.smoothquant import calibration_feeds
+from exporters.train import TrainResult, calibration_texts
 from exporters.verify import verify_model_dir
 from monitor.score.manifest import RISK_TAGS, Manifest
 
@@ -147,9 +148,19 @@ def build_model_dir(
             ]
         )
         report("int8: measuring recipes against fp32 on validation rows")
-        steps["int8"] = choose_int8(
-            fp32, out_dir / "model.int8.onnx", score, labels, int8_recipes, report=report
+        calibration_rows = (
+            calibration_texts(cfg) if any(r.smooth_alpha for r in int8_recipes) else []
         )
+        steps["int8"] = choose_int8(
+            fp32,
+            out_dir / "model.int8.onnx",
+            score,
+            labels,
+            int8_recipes,
+            report=report,
+            calibration=calibration_feeds(result.tokenizer, calibration_rows),
+        )
+        steps["int8"]["calibration_rows"] = len(calibration_rows)
         variants["int8"] = "model.int8.onnx"
     if fp16:
         convert_fp16(fp32, out_dir / "model.fp16.onnx")

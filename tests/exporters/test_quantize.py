@@ -58,3 +58,18 @@ def test_below_the_bar_the_most_faithful_recipe_wins(fp32: Path, tmp_path: Path)
     assert got["chosen"] == "per_channel"
     agreements = {r["recipe"]: r["sentiment_argmax_agreement"] for r in got["candidates"]}
     assert agreements == pytest.approx({"default": 0.90, "per_channel": 0.97, "matmul_only": 0.95})
+
+
+def test_a_recipe_losing_more_than_half_a_point_of_validation_accuracy_is_passed_over(
+    fp32: Path, tmp_path: Path
+) -> None:
+    # Every flipped row was right in fp32: 99% agreement here costs a full point of accuracy.
+    score = _fake_scorer({"default": 0.95, "per_channel": 0.99, "matmul_only": 1.0})
+    labels = REF.argmax(axis=1)
+    got = choose_int8(
+        fp32, tmp_path / "int8.onnx", score, labels, recipes=RECIPES, report=lambda _: None
+    )
+    rows = {r["recipe"]: r for r in got["candidates"]}
+    assert rows["per_channel"]["fp32_accuracy"] - rows["per_channel"]["accuracy"] > 0.005
+    assert got["chosen"] == "matmul_only"
+    assert got["accuracy_drop_bar"] == 0.005
