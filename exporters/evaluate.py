@@ -86,6 +86,7 @@ def sentiment_report(y: Array, pred: Array, probs: Array | None = None) -> dict[
     }
     if probs is not None:
         out["ece"] = calibrate.expected_calibration_error(probs, y)
+        out["ece_floor_median"], out["ece_floor_p90"] = calibrate.ece_sampling_floor(probs)
     return out
 
 
@@ -122,6 +123,10 @@ def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any] | None
         lines.append(f"   {key:22s}{model[key]:9.4f}{cmp}")
     if "ece" in model:
         lines.append(f"   {'ece (calibrated)':22s}{model['ece']:9.4f}")
+        lines.append(
+            f"   {'ece if calibrated':22s}{model['ece_floor_median']:9.4f}"
+            f"  (sampling floor on {model['rows']} rows: median; p90 {model['ece_floor_p90']:.4f})"
+        )
     if "fp32_argmax_agreement" in model:
         lines.append(f"   {'agreement with fp32':22s}{model['fp32_argmax_agreement']:9.4f}")
     lines.append(f"   {'class':12s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}")

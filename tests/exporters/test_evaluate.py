@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from exporters.calibrate import (
+    ece_sampling_floor,
     expected_calibration_error,
     fit_temperature,
     fit_thresholds,
@@ -115,6 +116,28 @@ def test_grouped_temperature_weighs_each_validation_set_equally() -> None:
     grouped = fit_temperature(logits, labels, groups)
     assert pooled > 3.0
     assert 1.5 < grouped < pooled - 0.5
+
+
+def test_ece_sampling_floor_brackets_a_calibrated_sample_and_shrinks_with_rows() -> None:
+    rng = np.random.default_rng(5)
+
+    def calibrated(n: int) -> tuple[np.ndarray, np.ndarray]:
+        conf = rng.uniform(0.4, 1.0, n)
+        rest = (1 - conf) / 2
+        probs = np.stack([conf, rest, rest], axis=1)
+        labels = np.where(rng.random(n) < conf, 0, 1)  # correct exactly as often as confident
+        return probs, labels
+
+    probs, labels = calibrated(485)
+    median, p90 = ece_sampling_floor(probs)
+    assert 0.01 < median < p90 < 0.08
+    # Calibrated samples of this size land under the 90th percentile about 9 times in 10.
+    below = [expected_calibration_error(*calibrated(485)) <= p90 for _ in range(60)]
+    assert 0.75 <= np.mean(below) <= 1.0
+    # Overconfidence is well above the floor.
+    assert expected_calibration_error(probs, np.ones(485, dtype=int)) > 5 * p90
+    big_median, _ = ece_sampling_floor(np.tile(probs, (20, 1)))
+    assert big_median < median / 3
 
 
 def test_thresholds_maximise_validation_f1() -> None:
