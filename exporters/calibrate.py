@@ -61,7 +61,6 @@ def ece_sampling_floor(
     conf = np.asarray(probs, dtype=np.float64).max(axis=1)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
-    count = np.bincount(which, minlength=bins).astype(np.float64)
     conf_sum = np.bincount(which, weights=conf, minlength=bins)
     rng = np.random.default_rng(seed)
     correct = rng.random((draws, len(conf))) < conf
