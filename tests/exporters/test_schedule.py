@@ -39,3 +39,13 @@ def test_out_of_time_ends_at_the_next_step() -> None:
     s = _Schedule(total=1000, warmup=60)
     s.fit_budget(step=400, elapsed=700.0, budget=600.0)
     assert s.total == 401
+
+
+def test_early_stopping_waits_for_the_annealed_part_of_the_schedule() -> None:
+    from exporters.train import may_stop_early
+
+    assert not may_stop_early(stale=6, patience=4, step=868, total=2604, min_progress=0.75)
+    assert may_stop_early(stale=4, patience=4, step=1953, total=2604, min_progress=0.75)
+    assert not may_stop_early(stale=3, patience=4, step=2400, total=2604, min_progress=0.75)
+    # min_progress 0 is plain patience.
+    assert may_stop_early(stale=4, patience=4, step=10, total=2604, min_progress=0.0)
