@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from exporters.smoothquant import Feed, smooth_graph
+from exporters.smoothquant import Feed, activation_ranges, smooth_graph
 from monitor.logs import get_logger
 
 log = get_logger("exporters.quantize")
@@ -127,19 +127,20 @@ def quantize_int8(
     src: Path,
     dst: Path,
     recipe: Int8Recipe,
-    calibration: Sequence[Feed] | None = None,
+    ranges: Mapping[str, np.ndarray[Any, Any]] | None = None,
 ) -> Path:
+    """``ranges``: activation ranges of ``src`` (``activation_ranges``), for SmoothQuant recipes."""
     model = onnx.load(str(src))
     exclude = _excluded_nodes(model, recipe)
     with tempfile.TemporaryDirectory(prefix="riskwire-int8-") as tmp:
         if recipe.smooth_alpha is not None:
-            if not calibration:
-                raise ValueError(f"int8 recipe {recipe.name} needs calibration batches")
+            if not ranges:
+                raise ValueError(f"int8 recipe {recipe.name} needs calibration (activation ranges)")
             smoothed = Path(tmp) / "smoothed.onnx"
             smooth_graph(
                 src,
                 smoothed,
-                calibration,
+                ranges,
                 alpha=recipe.smooth_alpha,
                 alpha_for=dict(recipe.smooth_alpha_for),
                 keep=lambda n: (
@@ -217,15 +218,17 @@ def choose_int8(
     smaller file. Returns the table of measurements and the choice.
     """
     ref = score(src)
+    smoothing = any(r.smooth_alpha is not None for r in recipes)
+    ranges = activation_ranges(src, calibration) if smoothing and calibration else None
     table: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="riskwire-int8-") as tmp:
         for recipe in recipes:
-            if recipe.smooth_alpha is not None and not calibration:
+            if recipe.smooth_alpha is not None and not ranges:
                 report(f"  int8 {recipe.name:40s} skipped: no calibration batches")
                 continue
             path = Path(tmp) / f"{recipe.name}.onnx"
             t0 = time.monotonic()
-            quantize_int8(src, path, recipe, calibration)
+            quantize_int8(src, path, recipe, ranges)
             got = score(path)
             row = {
                 "recipe": recipe.name,

@@ -15,6 +15,17 @@ from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT
 Logits = np.ndarray[Any, Any]
 
 
+def pad_ids(seqs: Sequence[Sequence[int]]) -> tuple[Logits, Logits]:
+    """(input_ids, attention_mask) int64 arrays, padded with 0 to the longest row."""
+    width = max(len(s) for s in seqs)
+    ids = np.zeros((len(seqs), width), dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = s
+        mask[row, : len(s)] = 1
+    return ids, mask
+
+
 class OnnxScorer:
     """Tokenize, pad per batch (rows sorted by length), run, and return logits in input order."""
 
@@ -40,12 +51,7 @@ class OnnxScorer:
         risk: Logits | None = None
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            width = max(len(seqs[i]) for i in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                ids[row, : len(seqs[i])] = seqs[i]
-                mask[row, : len(seqs[i])] = 1
+            ids, mask = pad_ids([seqs[i] for i in idx])
             s, r = self.session.run(
                 [SENTIMENT_OUTPUT, RISK_OUTPUT], {"input_ids": ids, "attention_mask": mask}
             )

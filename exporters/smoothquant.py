@@ -26,6 +26,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 from tokenizers import Tokenizer
 
+from exporters.scoring import pad_ids
+
 Feed = Mapping[str, np.ndarray[Any, Any]]
 # The projections SmoothQuant applies to: a 2-D weight initializer as the second input.
 SMOOTHABLE_OPS = ("MatMul", "Attention")
@@ -38,13 +40,7 @@ def calibration_feeds(
     seqs = [e.ids for e in tokenizer.encode_batch(list(texts))]
     feeds = []
     for start in range(0, len(seqs), batch_size):
-        part = seqs[start : start + batch_size]
-        width = max(len(s) for s in part)
-        ids = np.zeros((len(part), width), dtype=np.int64)
-        mask = np.zeros((len(part), width), dtype=np.int64)
-        for row, s in enumerate(part):
-            ids[row, : len(s)] = s
-            mask[row, : len(s)] = 1
+        ids, mask = pad_ids(seqs[start : start + batch_size])
         feeds.append({"input_ids": ids, "attention_mask": mask})
     return feeds
 
@@ -91,16 +87,28 @@ def channel_max(graph: Path, tensors: list[str], feeds: Iterable[Feed]) -> dict[
     return out
 
 
+def activation_ranges(graph: Path, feeds: Iterable[Feed]) -> dict[str, np.ndarray]:
+    """``channel_max`` of the input of every smoothable projection of ``graph``, in one pass.
+
+    Measured once per graph and shared by every recipe: which projections a recipe smooths only
+    selects from this table.
+    """
+    tensors = list(dict.fromkeys(n.input[0] for n in smoothable_nodes(onnx.load(str(graph)))))
+    return channel_max(graph, tensors, feeds)
+
+
 def smooth_graph(
     src: Path,
     dst: Path,
-    feeds: Iterable[Feed],
+    ranges: Mapping[str, np.ndarray],
     *,
     alpha: float = 0.5,
     alpha_for: Mapping[str, float] | None = None,
     keep: Callable[[onnx.NodeProto], bool] = lambda _: True,
 ) -> dict[str, Any]:
     """Write ``src`` with SmoothQuant scales on the projections ``keep`` accepts to ``dst``.
+
+    ``ranges``: per input tensor, max |x_j| on calibration rows (``activation_ranges``).
 
     The graph computes the same function (up to float rounding). Projections that read the same
     tensor share one scale, from the largest weight row among them. ``alpha_for`` maps a part of
@@ -120,7 +128,9 @@ def smooth_graph(
     if not by_input:
         onnx.save(model, str(dst))
         return {"alpha": alpha, "alpha_for": alpha_for, "projections": 0}
-    amax = channel_max(src, list(by_input), feeds)
+    missing = [t for t in by_input if t not in ranges]
+    if missing:
+        raise ValueError(f"SmoothQuant: no activation range measured for {missing}")
     weights = {i.name: i for i in model.graph.initializer}
     order = {id(n): k for k, n in enumerate(model.graph.node)}
     inserts: list[tuple[int, onnx.NodeProto]] = []
@@ -128,7 +138,7 @@ def smooth_graph(
     for tensor, consumers in by_input.items():
         mats = [numpy_helper.to_array(weights[n.input[1]]) for n in consumers]
         wmax = np.max([np.abs(w).max(axis=1) for w in mats], axis=0)
-        a = np.maximum(amax[tensor], 1e-5)
+        a = np.maximum(ranges[tensor], 1e-5)
         strength = next((v for k, v in alpha_for.items() if k in consumers[0].name), alpha)
         scale = (a**strength / np.maximum(wmax, 1e-5) ** (1.0 - alpha)).astype(np.float32)
         scale = np.maximum(scale, 1e-5)

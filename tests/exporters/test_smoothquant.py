@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from tokenizers import Tokenizer
 
 from exporters.quantize import Int8Recipe, choose_int8, quantize_int8
-from exporters.smoothquant import calibration_feeds, smooth_graph
+from exporters.smoothquant import activation_ranges, calibration_feeds, smooth_graph
 from exporters.tiny import _WORDS, build_tiny_model_dir
 from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT
 
@@ -68,7 +68,7 @@ def test_smoothing_keeps_the_function_and_adds_one_mul_per_input(
 ) -> None:
     feeds = calibration_feeds(tokenizer, _texts(64, seed=1))
     out = tmp_path / "smoothed.onnx"
-    summary = smooth_graph(planted, out, feeds, alpha=0.5)
+    summary = smooth_graph(planted, out, activation_ranges(planted, feeds), alpha=0.5)
     held_out = calibration_feeds(tokenizer, _texts(40, seed=2), batch_size=8)
     assert np.max(np.abs(_run(planted, held_out) - _run(out, held_out))) <= 1e-4
     muls = [n for n in onnx.load(str(out)).graph.node if n.name.endswith("/smooth")]
@@ -81,7 +81,7 @@ def test_smoothing_keeps_the_function_and_adds_one_mul_per_input(
 def test_smoothing_brings_int8_closer_to_fp32_under_an_outlier_channel(
     planted: Path, tokenizer: Tokenizer, tmp_path: Path
 ) -> None:
-    calibration = calibration_feeds(tokenizer, _texts(64, seed=1))
+    ranges = activation_ranges(planted, calibration_feeds(tokenizer, _texts(64, seed=1)))
     held_out = calibration_feeds(tokenizer, _texts(40, seed=3), batch_size=8)
     plain = Int8Recipe("plain", per_channel=True, op_types=("MatMul",))
     smooth = Int8Recipe("smooth", per_channel=True, op_types=("MatMul",), smooth_alpha=0.5)
@@ -90,7 +90,7 @@ def test_smoothing_brings_int8_closer_to_fp32_under_an_outlier_channel(
         _run(quantize_int8(planted, tmp_path / "plain.onnx", plain), held_out) - ref
     ).mean()
     err_smooth = np.abs(
-        _run(quantize_int8(planted, tmp_path / "s.onnx", smooth, calibration), held_out) - ref
+        _run(quantize_int8(planted, tmp_path / "s.onnx", smooth, ranges), held_out) - ref
     ).mean()
     assert err_smooth < 0.5 * err_plain
 
@@ -121,4 +121,4 @@ def test_alpha_outside_the_open_unit_interval_is_refused(
 ) -> None:
     feeds = calibration_feeds(tokenizer, _texts(4, seed=1))
     with pytest.raises(ValueError, match=f"got {alpha}"):
-        smooth_graph(planted, tmp_path / "x.onnx", feeds, alpha=alpha)
+        smooth_graph(planted, tmp_path / "x.onnx", activation_ranges(planted, feeds), alpha=alpha)
