@@ -10,9 +10,56 @@ import time
 from pathlib import Path
 from typing import Any
 
-from monitor.errors import RiskwireError
+from monitor.errors import ConfigError, RiskwireError
 
 DEFAULT_OUT = Path("models/default")
+
+
+def _recipe_override(text: str) -> dict[str, Any]:
+    """``FIELD=VALUE`` from ``--set``; VALUE is JSON where it parses, else a plain string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return {name.strip(): value}
+
+
+class _MergeDict(argparse.Action):
+    """Repeated ``--set`` options merge into one dict (a later FIELD wins)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        merged = dict(getattr(namespace, self.dest, None) or {})
+        merged.update(values)
+        setattr(namespace, self.dest, merged)
+
+
+def train_config(overrides: dict[str, Any]) -> Any:
+    """A validated ``TrainConfig``; every bad field is listed in one ``ConfigError``."""
+    from pydantic import ValidationError
+
+    from exporters.train import TrainConfig, resolve_precision
+
+    try:
+        cfg = TrainConfig(**overrides)
+        resolve_precision(cfg.precision)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        ]
+        raise ConfigError(problems, source="riskwire train options") from None
+    except ValueError as exc:
+        raise ConfigError([str(exc)], source="riskwire train options") from None
+    return cfg
 
 
 def _ckpt_dir(out: Path) -> Path:
@@ -32,7 +79,7 @@ def _say(line: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     _offline()
     from exporters.pipeline import build_model_dir
-    from exporters.train import TrainConfig, save_checkpoint, train
+    from exporters.train import save_checkpoint, train
 
     overrides: dict[str, Any] = {
         k: v
@@ -50,12 +97,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             "pooling": args.pooling,
             "layers": args.layers,
             "limit_per_source": args.limit,
+            "precision": args.precision,
         }.items()
         if v is not None
     }
     if args.no_twitter:
         overrides["use_twitter"] = False
-    cfg = TrainConfig(**overrides)
+    overrides.update(args.set or {})
+    cfg = train_config(overrides)
     t0 = time.monotonic()
     result = train(cfg, progress=not args.no_progress)
     ckpt = save_checkpoint(result, _ckpt_dir(args.out))
@@ -164,6 +213,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--pooling", choices=["mean", "cls"])
     p.add_argument("--layers", type=int, help="truncate the encoder to N layers (quick runs)")
     p.add_argument("--limit", type=int, help="cap rows per source (quick runs)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="training matmul precision (default auto: bf16 autocast where the CPU has it)",
+    )
+    p.add_argument(
+        "--set",
+        metavar="FIELD=VALUE",
+        type=_recipe_override,
+        action=_MergeDict,
+        help="override any recipe field (VALUE as JSON, else a string), e.g. --set patience=6 "
+        "--set 'agreement_weight={\"50\": 0.4}'; repeatable; unknown fields are an error",
+    )
     p.add_argument("--fast-check", action="store_true", help="parity check on the fast shapes only")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_guard(cmd_train))

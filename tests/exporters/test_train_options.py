@@ -1,0 +1,93 @@
+"""`riskwire train` options: bf16 autocast where the CPU has it, `--set` overrides of any recipe
+field, and one error listing every bad value with the option it came from."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+pytest.importorskip("torch")
+
+import torch  # noqa: E402
+
+from exporters import commands, train  # noqa: E402
+from exporters.model import load_classifier  # noqa: E402
+from monitor.errors import ConfigError  # noqa: E402
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_set_options_merge_into_recipe_fields_with_json_values() -> None:
+    args = _parser().parse_args(
+        [
+            "train",
+            "--set",
+            "patience=6",
+            "--set",
+            'agreement_weight={"50": 0.4}',
+            "--set",
+            "pooling=cls",
+            "--set",
+            "patience=7",
+        ]
+    )
+    assert args.set == {"patience": 7, "agreement_weight": {"50": 0.4}, "pooling": "cls"}
+    cfg = commands.train_config(args.set)
+    assert cfg.patience == 7
+    assert cfg.agreement_weight == {50: 0.4}
+    assert cfg.pooling == "cls"
+
+
+def test_set_without_equals_sign_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["train", "--set", "patience"])
+    assert "expected FIELD=VALUE, got 'patience'" in capsys.readouterr().err
+
+
+def test_every_bad_field_is_listed_with_its_value() -> None:
+    with pytest.raises(ConfigError) as err:
+        commands.train_config({"epochs": -2, "no_such_field": 1, "precision": "fp8"})
+    text = str(err.value)
+    assert "riskwire train options" in text
+    assert "epochs: Input should be greater than 0 (got -2)" in text
+    assert "no_such_field: Extra inputs are not permitted (got 1)" in text
+    assert "precision:" in text and "'fp8'" in text
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert train.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert train.resolve_precision("auto") == "fp32"
+    assert train.resolve_precision("fp32") == "fp32"
+
+
+def test_asking_for_bf16_on_a_cpu_without_it_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="this CPU has no native bf16"):
+        commands.train_config({"precision": "bf16"})
+
+
+@pytest.mark.skipif(not train.cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_bf16_autocast_keeps_fp32_weights_and_close_logits() -> None:
+    torch.manual_seed(0)
+    model = load_classifier(layers=2, n_risk=11).eval()
+    ids = torch.randint(1000, 20000, (4, 12))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ref_sent, ref_risk = model(ids, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            sent, risk = model(ids, mask)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sent.dtype == torch.bfloat16
+    # bf16 keeps ~3 significant digits: close to fp32, and not identical (it really ran bf16).
+    assert torch.allclose(sent.float(), ref_sent, atol=0.1)
+    assert torch.allclose(risk.float(), ref_risk, atol=0.1)
+    assert not torch.equal(sent.float(), ref_sent)
