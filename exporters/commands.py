@@ -8,9 +8,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfigError, RiskwireError
+
+if TYPE_CHECKING:  # torch loads with exporters.train: only where a command needs it
+    from exporters.train import TrainConfig
 
 DEFAULT_OUT = Path("models/default")
 
@@ -42,7 +45,7 @@ class _MergeDict(argparse.Action):
         setattr(namespace, self.dest, merged)
 
 
-def train_config(overrides: dict[str, Any]) -> Any:
+def train_config(overrides: dict[str, Any]) -> TrainConfig:
     """A validated ``TrainConfig``; every bad field is listed in one ``ConfigError``."""
     from pydantic import ValidationError
 

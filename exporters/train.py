@@ -413,8 +413,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     if cfg.freeze_word_embeddings:
         encoder: Any = model.encoder
         encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    order_seed = cfg.seed if cfg.order_seed is None else cfg.order_seed
     if cfg.order_seed is not None:
-        torch.manual_seed(cfg.order_seed)
+        # Reseeded only when asked: the default run keeps the RNG stream of earlier releases.
+        torch.manual_seed(order_seed)
     seqs = encode(tokenizer, [e.text for e in examples])
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
@@ -422,7 +424,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     schedule = _Schedule(total, round(cfg.warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
-    rng = random.Random(cfg.seed if cfg.order_seed is None else cfg.order_seed)
+    rng = random.Random(order_seed)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     log.info("training", extra={"steps": total, "examples": len(examples), **counts})
     history: list[dict[str, Any]] = []
