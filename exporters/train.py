@@ -111,6 +111,13 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="training matmul precision; auto: bf16 where the CPU has it"
     )
+    # R-Drop (Liang et al., 2021): rows of these sources go through the encoder twice per step,
+    # under different dropout masks, and the symmetric KL between the two sentiment
+    # distributions is added to the loss. Only the listed sources pay the second pass.
+    rdrop_weight: float = Field(
+        default=0.0, ge=0, description="weight of the R-Drop consistency loss (0: off)"
+    )
+    rdrop_sources: list[Literal["phrasebank", "twitter", "risk"]] = ["phrasebank"]
 
 
 @dataclass
@@ -120,6 +127,7 @@ class Example:
     sent_weight: float
     risk_target: list[float] | None
     risk_weight: float
+    source: str = ""
 
 
 @dataclass
@@ -200,6 +208,7 @@ def build_training_set(
                 cfg.agreement_weight.get(r.agreement, 1.0),
                 lexicon.vector(r.text),
                 cfg.weak_risk_weight,
+                "phrasebank",
             )
         )
     counts["phrasebank_train"] = len(pb)
@@ -214,13 +223,14 @@ def build_training_set(
                     1.0,
                     lexicon.vector(r.text),
                     cfg.weak_risk_weight,
+                    "twitter",
                 )
             )
         counts["twitter_train"] = len(tw)
         files += ds.twitter_files(root)
     if cfg.extra_sentiment_csv is not None:
         own = ds.extra_sentiment_csv(cfg.extra_sentiment_csv)
-        examples += [Example(r.text, _onehot(r.label, 0.0), 1.0, None, 0.0) for r in own]
+        examples += [Example(r.text, _onehot(r.label, 0.0), 1.0, None, 0.0, "own") for r in own]
         counts["own_sentiment"] = len(own)
         files.append(cfg.extra_sentiment_csv)
     risk = _cap(ds.load_risk(cfg.risk_csv, "train"), cfg.limit_per_source, cfg.seed + 2)
@@ -233,6 +243,7 @@ def build_training_set(
                     cfg.hand_sentiment_weight,
                     list(rr.tags),
                     1.0,
+                    "risk",
                 )
             )
     counts["risk_train"] = len(risk)
@@ -456,12 +467,17 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             if step >= total:
                 break
             model.train()
-            ids, mask = pad_batch([seqs[i] for i in batch])
+            rows = [examples[i] for i in batch]
+            again = _rdrop_rows(cfg, rows)
+            ids, mask = pad_batch([seqs[i] for i in batch] + [seqs[batch[j]] for j in again])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 sent_logits, risk_logits = model(ids, mask)
-            loss = _loss(
-                cfg, [examples[i] for i in batch], sent_logits.float(), risk_logits.float()
-            )
+            n = len(batch)
+            loss = _loss(cfg, rows, sent_logits[:n].float(), risk_logits[:n].float())
+            if again:
+                loss = loss + cfg.rdrop_weight * symmetric_kl(
+                    sent_logits[again].float(), sent_logits[n:].float()
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -571,6 +587,21 @@ def _loss(
     ).mean(dim=1)
     risk_loss = (bce * risk_w).sum() / risk_w.sum().clamp(min=1e-6)
     return sent_loss + cfg.risk_loss_weight * risk_loss
+
+
+def _rdrop_rows(cfg: TrainConfig, rows: Sequence[Example]) -> list[int]:
+    """Positions in the batch of the rows that take a second pass (R-Drop)."""
+    if cfg.rdrop_weight <= 0:
+        return []
+    wanted = set(cfg.rdrop_sources)
+    return [i for i, e in enumerate(rows) if e.source in wanted and e.sent_target is not None]
+
+
+def symmetric_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of (KL(p_a || p_b) + KL(p_b || p_a)) / 2 for two sets of logits."""
+    la, lb = torch.log_softmax(a, dim=1), torch.log_softmax(b, dim=1)
+    kl = (la.exp() * (la - lb)).sum(dim=1) + (lb.exp() * (lb - la)).sum(dim=1)
+    return kl.mean() / 2
 
 
 def save_checkpoint(result: TrainResult, ckpt_dir: Path) -> Path:

@@ -29,6 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
         risk_repeat=1,
         evals_per_epoch=1,
         threads=1,
+        rdrop_weight=1.0,  # the second dropout pass goes through the real loop
     )
     result = train(cfg, progress=False)
     ckpt = save_checkpoint(result, tmp_path_factory.mktemp("ckpt"))

@@ -91,3 +91,33 @@ def test_bf16_autocast_keeps_fp32_weights_and_close_logits() -> None:
     assert torch.allclose(sent.float(), ref_sent, atol=0.1)
     assert torch.allclose(risk.float(), ref_risk, atol=0.1)
     assert not torch.equal(sent.float(), ref_sent)
+
+
+def _example(source: str, sentiment: bool = True) -> train.Example:
+    target = [0.0, 1.0, 0.0] if sentiment else None
+    return train.Example("text", target, 1.0, None, 0.0, source)
+
+
+def test_rdrop_takes_a_second_pass_only_for_listed_sources_with_a_sentiment_label() -> None:
+    rows = [_example("twitter"), _example("phrasebank"), _example("risk"), _example("risk", False)]
+    off = commands.train_config({})
+    assert train._rdrop_rows(off, rows) == []
+    on = commands.train_config({"rdrop_weight": 1.0})
+    assert train._rdrop_rows(on, rows) == [1]
+    both = commands.train_config({"rdrop_weight": 1.0, "rdrop_sources": ["phrasebank", "risk"]})
+    assert train._rdrop_rows(both, rows) == [1, 2]
+
+
+def test_rdrop_sources_are_checked() -> None:
+    with pytest.raises(ConfigError, match="rdrop_sources"):
+        commands.train_config({"rdrop_weight": 1.0, "rdrop_sources": ["reuters"]})
+
+
+def test_symmetric_kl_is_zero_for_equal_logits_and_matches_the_definition() -> None:
+    a = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    b = torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.5, 3.0]])
+    assert train.symmetric_kl(a, a).item() == pytest.approx(0.0, abs=1e-7)
+    pa, pb = a.softmax(dim=1), b.softmax(dim=1)
+    expected = ((pa * (pa / pb).log()).sum(1) + (pb * (pb / pa).log()).sum(1)).mean() / 2
+    assert train.symmetric_kl(a, b).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert train.symmetric_kl(a, b).item() == pytest.approx(train.symmetric_kl(b, a).item())
