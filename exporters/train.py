@@ -117,7 +117,7 @@ class TrainConfig(BaseModel):
     rdrop_weight: float = Field(
         default=0.0, ge=0, description="weight of the R-Drop consistency loss (0: off)"
     )
-    rdrop_sources: list[Literal["phrasebank", "twitter", "risk"]] = ["phrasebank"]
+    rdrop_sources: list[Literal["phrasebank", "twitter", "risk", "own"]] = ["phrasebank"]
 
 
 @dataclass

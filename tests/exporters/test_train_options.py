@@ -99,13 +99,21 @@ def _example(source: str, sentiment: bool = True) -> train.Example:
 
 
 def test_rdrop_takes_a_second_pass_only_for_listed_sources_with_a_sentiment_label() -> None:
-    rows = [_example("twitter"), _example("phrasebank"), _example("risk"), _example("risk", False)]
+    rows = [
+        _example("twitter"),
+        _example("phrasebank"),
+        _example("risk"),
+        _example("risk", False),
+        _example("own"),
+    ]
     off = commands.train_config({})
     assert train._rdrop_rows(off, rows) == []
     on = commands.train_config({"rdrop_weight": 1.0})
     assert train._rdrop_rows(on, rows) == [1]
-    both = commands.train_config({"rdrop_weight": 1.0, "rdrop_sources": ["phrasebank", "risk"]})
-    assert train._rdrop_rows(both, rows) == [1, 2]
+    more = commands.train_config(
+        {"rdrop_weight": 1.0, "rdrop_sources": ["phrasebank", "risk", "own"]}
+    )
+    assert train._rdrop_rows(more, rows) == [1, 2, 4]
 
 
 def test_rdrop_sources_are_checked() -> None:
