@@ -38,6 +38,10 @@ CHECKPOINT_FILE = "classifier.pt"
 STATE_FILE = "train_state.json"
 
 
+# Where a training row came from ("own": rows of --sentiment-csv).
+Source = Literal["phrasebank", "twitter", "risk", "own"]
+
+
 class TrainConfig(BaseModel):
     """The training recipe. Defaults are the recipe of ``models/default``."""
 
@@ -117,7 +121,7 @@ class TrainConfig(BaseModel):
     rdrop_weight: float = Field(
         default=0.0, ge=0, description="weight of the R-Drop consistency loss (0: off)"
     )
-    rdrop_sources: list[Literal["phrasebank", "twitter", "risk", "own"]] = ["phrasebank"]
+    rdrop_sources: list[Source] = ["phrasebank"]
 
 
 @dataclass
@@ -127,7 +131,7 @@ class Example:
     sent_weight: float
     risk_target: list[float] | None
     risk_weight: float
-    source: str = ""
+    source: Source
 
 
 @dataclass
@@ -600,8 +604,11 @@ def _rdrop_rows(cfg: TrainConfig, rows: Sequence[Example]) -> list[int]:
 def symmetric_kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean over rows of (KL(p_a || p_b) + KL(p_b || p_a)) / 2 for two sets of logits."""
     la, lb = torch.log_softmax(a, dim=1), torch.log_softmax(b, dim=1)
-    kl = (la.exp() * (la - lb)).sum(dim=1) + (lb.exp() * (lb - la)).sum(dim=1)
-    return kl.mean() / 2
+    kl = nn.functional.kl_div
+    return (
+        kl(lb, la, reduction="batchmean", log_target=True)
+        + kl(la, lb, reduction="batchmean", log_target=True)
+    ) / 2
 
 
 def save_checkpoint(result: TrainResult, ckpt_dir: Path) -> Path:

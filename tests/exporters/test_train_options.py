@@ -93,7 +93,7 @@ def test_bf16_autocast_keeps_fp32_weights_and_close_logits() -> None:
     assert not torch.equal(sent.float(), ref_sent)
 
 
-def _example(source: str, sentiment: bool = True) -> train.Example:
+def _example(source: train.Source, sentiment: bool = True) -> train.Example:
     target = [0.0, 1.0, 0.0] if sentiment else None
     return train.Example("text", target, 1.0, None, 0.0, source)
 
