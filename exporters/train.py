@@ -7,6 +7,7 @@ selection and early stopping on validation rows only (never test rows).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -25,12 +26,13 @@ from torch import nn
 from tqdm import tqdm
 
 from exporters import data as ds
+from exporters import distill
 from exporters.bundle import fingerprint_files
 from exporters.ema import WeightAverage
 from exporters.model import TwoHeadClassifier, base_model_dir, load_classifier
 from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
 from monitor.logs import get_logger
-from monitor.score.manifest import RISK_TAGS
+from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS
 
 log = get_logger("exporters.train")
 
@@ -122,6 +124,14 @@ class TrainConfig(BaseModel):
         default=0.0, ge=0, description="weight of the R-Drop consistency loss (0: off)"
     )
     rdrop_sources: list[Source] = ["phrasebank"]
+    # Born-again self-distillation: a finished model directory's calibrated sentiment
+    # probabilities on each training row are mixed into that row's target.
+    distill_from: Path | None = Field(
+        default=None, description="teacher model directory (None: off)"
+    )
+    distill_alpha: float = Field(
+        default=0.5, ge=0, le=1, description="teacher share of each sentiment target"
+    )
 
 
 @dataclass
@@ -254,6 +264,26 @@ def build_training_set(
     counts["risk_repeat"] = cfg.risk_repeat
     counts["examples_per_epoch"] = len(examples)
     return examples, counts, fingerprint_files(files), lexicon.version
+
+
+def distilled(examples: Sequence[Example], cfg: TrainConfig) -> tuple[list[Example], str]:
+    """``examples`` with the teacher (``cfg.distill_from``) mixed into their sentiment targets,
+    and the sha256 of the teacher's graph. Each distinct text is scored once."""
+    if cfg.distill_from is None:
+        raise ValueError("distilled() needs cfg.distill_from")
+    texts = sorted({e.text for e in examples if e.sent_target is not None})
+    log.info("distill: scoring training rows with the teacher", extra={"texts": len(texts)})
+    probs, sha = distill.teacher_probabilities(cfg.distill_from, texts, threads=cfg.threads)
+    row = {t: i for i, t in enumerate(texts)}
+    # Rows without a sentiment target keep None in mix_targets; their teacher row is unused.
+    teacher = np.zeros((len(examples), len(SENTIMENT_LABELS)))
+    for k, e in enumerate(examples):
+        if e.sent_target is not None:
+            teacher[k] = probs[row[e.text]]
+    mixed = distill.mix_targets([e.sent_target for e in examples], teacher, cfg.distill_alpha)
+    return [
+        dataclasses.replace(e, sent_target=m) for e, m in zip(examples, mixed, strict=True)
+    ], sha
 
 
 def build_validation(cfg: TrainConfig, root: Path) -> dict[str, ValidationSet]:
@@ -421,6 +451,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     root = ds.resolve_datasets(cfg.datasets)
     tokenizer = base_tokenizer(cfg.max_length)
     examples, counts, fingerprint, lex_version = build_training_set(cfg, root)
+    if cfg.distill_from is not None:
+        examples, counts["distill_teacher_sha256"] = distilled(examples, cfg)
     precision = resolve_precision(cfg.precision)
     counts["precision"] = precision
     validation = build_validation(cfg, root)

@@ -4,15 +4,19 @@ field, and one error listing every bad value with the option it came from."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from exporters import commands, train  # noqa: E402
+from exporters.distill import teacher_probabilities  # noqa: E402
 from exporters.model import load_classifier  # noqa: E402
+from exporters.tiny import build_tiny_model_dir  # noqa: E402
 from monitor.errors import ConfigError  # noqa: E402
 
 
@@ -129,3 +133,25 @@ def test_symmetric_kl_is_zero_for_equal_logits_and_matches_the_definition() -> N
     expected = ((pa * (pa / pb).log()).sum(1) + (pb * (pb / pa).log()).sum(1)).mean() / 2
     assert train.symmetric_kl(a, b).item() == pytest.approx(expected.item(), rel=1e-6)
     assert train.symmetric_kl(a, b).item() == pytest.approx(train.symmetric_kl(b, a).item())
+
+
+def test_distilled_mixes_the_teacher_into_sentiment_targets_only(tmp_path: Path) -> None:
+    teacher = build_tiny_model_dir(tmp_path / "teacher")
+    rows = [
+        train.Example("Profit warning at Acme", [1.0, 0.0, 0.0], 1.0, None, 0.0, "phrasebank"),
+        train.Example("Rating cut to junk", None, 0.5, [1.0] + [0.0] * 10, 1.0, "risk"),
+        train.Example("Profit warning at Acme", [0.0, 1.0, 0.0], 1.0, None, 0.0, "twitter"),
+    ]
+    cfg = train.TrainConfig(distill_from=teacher, distill_alpha=0.5, threads=1)
+    out, sha = train.distilled(rows, cfg)
+    probs, want_sha = teacher_probabilities(teacher, ["Profit warning at Acme"], threads=1)
+    assert sha == want_sha
+    assert out[1] == rows[1]  # no sentiment target: nothing to mix
+    np.testing.assert_allclose(out[0].sent_target, 0.5 * np.array([1.0, 0, 0]) + 0.5 * probs[0])  # type: ignore[arg-type]
+    np.testing.assert_allclose(out[2].sent_target, 0.5 * np.array([0, 1.0, 0]) + 0.5 * probs[0])  # type: ignore[arg-type]
+    assert [e.sent_weight for e in out] == [e.sent_weight for e in rows]
+
+
+def test_distill_alpha_outside_0_1_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="distill_alpha"):
+        commands.train_config({"distill_alpha": 1.5})
