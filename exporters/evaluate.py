@@ -22,7 +22,7 @@ from sklearn.metrics import (
 )
 from tokenizers import Tokenizer
 
-from exporters import calibrate
+from exporters import calibrate, intervals
 from exporters import data as ds
 from exporters.baseline import RiskBaseline, SentimentBaseline
 from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
@@ -115,12 +115,30 @@ def risk_report(targets: Array, pred: Array) -> dict[str, Any]:
     }
 
 
+def _header(base: dict[str, Any] | None) -> str:
+    cols = f"{'model':>9s}" + (f"{'tfidf+lr':>10s}{'gain':>8s}" if base else "")
+    return f"   {'':22s}{cols}  {'model 95% CI':16s}" + ("gain 95% CI" if base else "")
+
+
+def _figure_line(label: str, key: str, model: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """One figure: model, baseline and gain, then bootstrap intervals where they were computed."""
+    line = f"   {label:22s}{model[key]:9.4f}"
+    if base:
+        line += f"{base[key]:10.4f}{model[key] - base[key]:+8.4f}"
+    ci = model.get("ci95", {}).get(key)
+    if ci:
+        line += f"  [{ci[0]:.3f}, {ci[1]:.3f}]"
+        gain = model.get("baseline", {}).get("gain_ci95", {}).get(key)
+        if base and gain:
+            line += f"  [{gain[0]:+.3f}, {gain[1]:+.3f}]"
+    return line
+
+
 def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
     lines = [f"== {name} ({model['rows']} rows)"]
-    lines.append(f"   {'':22s}{'model':>9s}" + (f"{'tfidf+lr':>10s}{'gain':>8s}" if base else ""))
+    lines.append(_header(base))
     for key in ("accuracy", "macro_f1", "weighted_f1"):
-        cmp = f"{base[key]:10.4f}{model[key] - base[key]:+8.4f}" if base else ""
-        lines.append(f"   {key:22s}{model[key]:9.4f}{cmp}")
+        lines.append(_figure_line(key, key, model, base))
     if "ece" in model:
         lines.append(f"   {'ece (calibrated)':22s}{model['ece']:9.4f}")
         lines.append(
@@ -142,11 +160,10 @@ def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any] | None
 
 def _fmt_risk(model: dict[str, Any], base: dict[str, Any] | None) -> list[str]:
     lines = [f"== risk_test ({model['rows']} rows, multi-label, thresholds from validation)"]
-    lines.append(f"   {'':22s}{'model':>9s}" + (f"{'tfidf+lr':>10s}{'gain':>8s}" if base else ""))
+    lines.append(_header(base))
     for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1"):
-        cmp = f"{base[key]:10.4f}{model[key] - base[key]:+8.4f}" if base else ""
         label = "exact-match accuracy" if key == "accuracy" else key
-        lines.append(f"   {label:22s}{model[key]:9.4f}{cmp}")
+        lines.append(_figure_line(label, key, model, base))
     lines.append(
         f"   {'tag':20s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}"
         f"{'tp':>5s}{'fp':>5s}{'fn':>5s}{'base f1':>9s}"
@@ -220,6 +237,29 @@ def save_risk_png(
     return path
 
 
+SENTIMENT_METRICS: dict[str, intervals.Metric] = {
+    "accuracy": intervals.accuracy,
+    "macro_f1": intervals.macro_f1_labels(len(SENTIMENT_LABELS)),
+}
+RISK_METRICS: dict[str, intervals.Metric] = {
+    "accuracy": intervals.exact_match,
+    "macro_f1": intervals.macro_f1_tags,
+}
+
+
+def _intervals(
+    metrics: dict[str, intervals.Metric], y: Array, pred: Array, base: Array | None
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """95% bootstrap intervals of each figure, and of its gain over the baseline when run."""
+    ci = {k: list(intervals.interval(m, y, pred)) for k, m in metrics.items()}
+    gains = (
+        {}
+        if base is None
+        else {k: list(intervals.gain_interval(m, y, pred, base)) for k, m in metrics.items()}
+    )
+    return ci, gains
+
+
 def evaluate_model_dir(
     model_dir: Path,
     *,
@@ -284,15 +324,19 @@ def evaluate_model_dir(
         }
     for name, texts, y, logits in sets:
         probs = calibrate.softmax(logits, manifest.temperature)
-        rep = sentiment_report(y, probs.argmax(axis=1), probs)
+        pred = probs.argmax(axis=1)
+        rep = sentiment_report(y, pred, probs)
         if name in reference:
             rep["fp32_argmax_agreement"] = float(
                 np.mean(reference[name].argmax(axis=1) == logits.argmax(axis=1))
             )
         rep["ece_uncalibrated"] = calibrate.expected_calibration_error(calibrate.softmax(logits), y)
-        base_rep = sentiment_report(y, base_sent.predict(texts)) if base_sent else None
+        base_pred = base_sent.predict(texts) if base_sent else None
+        base_rep = sentiment_report(y, base_pred) if base_pred is not None else None
+        rep["ci95"], gains = _intervals(SENTIMENT_METRICS, y, pred, base_pred)
         if base_rep is not None:
             rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+            rep["baseline"]["gain_ci95"] = gains
         results[name] = rep
         for line in _fmt_sentiment(name, rep, base_rep):
             report(line)
@@ -309,14 +353,21 @@ def evaluate_model_dir(
     targets = np.array([list(r.tags) for r in data.risk_test])
     probs_r = calibrate.sigmoid(scorer.logits(risk_texts)[1])
     thr = np.array([manifest.threshold(t) for t in RISK_TAGS])
-    risk_rep = risk_report(targets, (probs_r >= thr).astype(int))
+    risk_pred = (probs_r >= thr).astype(int)
+    risk_rep = risk_report(targets, risk_pred)
     base_risk: dict[str, Any] | None = None
+    base_risk_pred: Array | None = None
     if baseline:
         rb = RiskBaseline(len(RISK_TAGS)).fit(data.risk_train_texts, data.risk_train_targets)
-        base_risk = risk_report(targets, rb.predict(risk_texts))
+        base_risk_pred = rb.predict(risk_texts)
+        base_risk = risk_report(targets, base_risk_pred)
+    truth = (targets >= 0.5).astype(int)
+    risk_rep["ci95"], risk_gains = _intervals(RISK_METRICS, truth, risk_pred, base_risk_pred)
+    if base_risk is not None:
         risk_rep["baseline"] = {
             k: base_risk[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1")
         }
+        risk_rep["baseline"]["gain_ci95"] = risk_gains
     results["risk_test"] = risk_rep
     for line in _fmt_risk(risk_rep, base_risk):
         report(line)

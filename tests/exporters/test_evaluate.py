@@ -46,6 +46,9 @@ def test_eval_json_has_every_set_and_saves_pngs(
     for name in SET_NAMES:
         for key in ("accuracy", "macro_f1", "weighted_f1"):
             assert 0.0 <= doc[name][key] <= 1.0
+        for key in ("accuracy", "macro_f1"):
+            low, high = doc[name]["ci95"][key]
+            assert low <= doc[name][key] <= high
     assert doc["phrasebank_test"]["rows"] == 485
     assert doc["phrasebank_allagree_test"]["rows"] == 226
     assert doc["twitter_valid"]["rows"] == 2388
