@@ -147,6 +147,11 @@ def _fmt_sentiment(name: str, model: dict[str, Any], base: dict[str, Any] | None
         )
     if "fp32_argmax_agreement" in model:
         lines.append(f"   {'agreement with fp32':22s}{model['fp32_argmax_agreement']:9.4f}")
+    if "vs_fp32" in model:
+        delta, (low, high) = model["vs_fp32"]["accuracy_delta"], model["vs_fp32"]["ci95"]
+        lines.append(
+            f"   {'accuracy minus fp32':22s}{delta:+9.4f}  [{low:+.3f}, {high:+.3f}] (paired)"
+        )
     lines.append(f"   {'class':12s}{'precision':>10s}{'recall':>8s}{'f1':>8s}{'support':>9s}")
     for label, m in model["per_class"].items():
         lines.append(
@@ -327,9 +332,13 @@ def evaluate_model_dir(
         pred = probs.argmax(axis=1)
         rep = sentiment_report(y, pred, probs)
         if name in reference:
-            rep["fp32_argmax_agreement"] = float(
-                np.mean(reference[name].argmax(axis=1) == logits.argmax(axis=1))
-            )
+            ref_pred = reference[name].argmax(axis=1)
+            rep["fp32_argmax_agreement"] = float(np.mean(ref_pred == pred))
+            # Accuracy of this variant minus fp32's on the same rows, with a paired interval.
+            rep["vs_fp32"] = {
+                "accuracy_delta": float(np.mean(pred == y) - np.mean(ref_pred == y)),
+                "ci95": list(intervals.gain_interval(intervals.accuracy, y, pred, ref_pred)),
+            }
         rep["ece_uncalibrated"] = calibrate.expected_calibration_error(calibrate.softmax(logits), y)
         base_pred = base_sent.predict(texts) if base_sent else None
         base_rep = sentiment_report(y, base_pred) if base_pred is not None else None

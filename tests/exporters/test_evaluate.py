@@ -49,6 +49,11 @@ def test_eval_json_has_every_set_and_saves_pngs(
         for key in ("accuracy", "macro_f1"):
             low, high = doc[name]["ci95"][key]
             assert low <= doc[name][key] <= high
+    for name in ("phrasebank_test", "twitter_valid"):
+        vs = doc[name]["vs_fp32"]
+        assert vs["ci95"][0] <= vs["accuracy_delta"] <= vs["ci95"][1]
+        # Rows where int8 and fp32 agree score the same for both.
+        assert abs(vs["accuracy_delta"]) <= 1 - doc[name]["fp32_argmax_agreement"] + 1e-9
     assert doc["phrasebank_test"]["rows"] == 485
     assert doc["phrasebank_allagree_test"]["rows"] == 226
     assert doc["twitter_valid"]["rows"] == 2388
