@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,25 @@ if TYPE_CHECKING:  # torch loads with exporters.train: only where a command need
     from exporters.train import TrainConfig
 
 DEFAULT_OUT = Path("models/default")
+
+TRAIN_EXAMPLES = """examples:
+  riskwire train                                   # the default model into models/default
+  riskwire train --out models/mine --sentiment-csv mine.csv --risk-csv my_risk.csv
+  riskwire train --out models/quick --layers 2 --limit 300 --epochs 1 --max-length 32
+  riskwire train --out models/rd --set rdrop_weight=1.0
+  riskwire train --out models/ba --set distill_from=models/default --set distill_alpha=0.5
+"""
+
+EVAL_EXAMPLES = """examples:
+  riskwire eval models/default                     # int8, the variant the daemon runs on CPU
+  riskwire eval models/default --variant fp32 --json | tail -1 | jq .phrasebank_test.ci95
+  riskwire eval models/mine --no-baseline --no-png
+"""
+
+
+def _wrapped(text: str) -> str:
+    """A description for the raw formatter (which keeps the examples' lines as written)."""
+    return textwrap.fill(text, width=min(100, shutil.get_terminal_size().columns - 2))
 
 
 def _recipe_override(text: str) -> dict[str, Any]:
@@ -194,8 +215,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "train",
         help="fine-tune the sentiment + risk model, export, quantize, write the model directory",
-        description="Train on PhraseBank train rows + Twitter train + risk headlines, then export "
-        "fp32/int8/fp16 ONNX graphs and manifest.json into --out (what `make model` runs).",
+        description=_wrapped(
+            "Train on PhraseBank train rows + Twitter train + risk headlines, then export "
+            "fp32/int8/fp16 ONNX graphs and manifest.json into --out (what `make model` runs). "
+            "Options left out keep the default recipe (exporters/README.md explains each "
+            "choice); the checkpoint goes to <out>.ckpt/."
+        ),
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="model directory (default models/default)"
@@ -206,14 +233,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--sentiment-csv", type=Path, help="extra sentiment training CSV (text,label)")
     p.add_argument("--no-twitter", action="store_true", help="train without the Twitter set")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-length", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--epochs", type=float, help="passes over the training rows (default 6)")
+    p.add_argument("--max-length", type=int, help="tokens per text, longer ones cut (default 64)")
+    p.add_argument("--batch-size", type=int, help="rows per step (default 32)")
+    p.add_argument("--lr", type=float, help="peak lr of the top encoder layer (default 8e-5)")
+    p.add_argument("--seed", type=int, help="seed of heads, data slices and order (20261201)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
     p.add_argument("--max-minutes", type=float, help="training wall-time budget (default 25)")
-    p.add_argument("--pooling", choices=["mean", "cls"])
+    p.add_argument("--pooling", choices=["mean", "cls"], help="sentence pooling (default mean)")
     p.add_argument("--layers", type=int, help="truncate the encoder to N layers (quick runs)")
     p.add_argument("--limit", type=int, help="cap rows per source (quick runs)")
     p.add_argument(
@@ -230,36 +257,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--set 'agreement_weight={\"50\": 0.4}'; repeatable; unknown fields are an error",
     )
     p.add_argument("--fast-check", action="store_true", help="parity check on the fast shapes only")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=_guard(cmd_train))
 
     e = subparsers.add_parser(
         "export",
         help="export a trained checkpoint to ONNX (fp32 optimized, int8, fp16) with manifest",
+        description="Re-export <out>.ckpt/ (written by `riskwire train`) into --out: the fp32 "
+        "graph checked against PyTorch, ONNX Runtime's fused graph, the int8 recipe chosen on "
+        "validation, fp16, calibration and manifest.json.",
     )
     e.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="model directory (default models/default)"
     )
     e.add_argument("--checkpoint", type=Path, help="checkpoint dir (default <out>.ckpt)")
     e.add_argument("--fast-check", action="store_true", help="parity check on the fast shapes only")
-    e.add_argument("--no-int8", action="store_true")
-    e.add_argument("--no-fp16", action="store_true")
+    e.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
+    e.add_argument("--no-fp16", action="store_true", help="skip the fp16 variant")
     e.set_defaults(func=_guard(cmd_export))
 
     v = subparsers.add_parser(
         "eval",
         help="evaluate a model directory (ONNX Runtime) against a TF-IDF + LR baseline",
+        description=_wrapped(
+            "Score one variant of a model directory on the held-out sets (PhraseBank "
+            "test rows, all and AllAgree; Twitter sent_valid.csv; risk test split) and print "
+            "accuracy, macro-/weighted-F1 with 95% bootstrap intervals, per-class figures, "
+            "confusion matrices, ECE with its sampling floor, agreement with fp32, and the same "
+            "figures for a TF-IDF + logistic regression baseline trained in the same run."
+        ),
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    v.add_argument("model_dir", type=Path)
-    v.add_argument("--variant", choices=["fp32", "int8", "fp16"], default="int8")
+    v.add_argument("model_dir", type=Path, help="a model directory (manifest.json + graphs)")
+    v.add_argument(
+        "--variant", choices=["fp32", "int8", "fp16"], default="int8", help="default int8"
+    )
     v.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    v.add_argument("--datasets", type=Path)
-    v.add_argument("--risk-csv", type=Path)
+    v.add_argument(
+        "--datasets", type=Path, help="datasets folder (default: the model's, else ../shared)"
+    )
+    v.add_argument("--risk-csv", type=Path, help="risk CSV whose test rows to score")
     v.add_argument(
         "--png-dir", type=Path, help="where confusion-matrix PNGs go (default var/eval/<name>)"
     )
-    v.add_argument("--no-png", action="store_true")
-    v.add_argument("--no-baseline", action="store_true")
-    v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--no-png", action="store_true", help="do not save PNGs")
+    v.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + LR baseline")
+    v.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     v.add_argument("--cuda", action="store_true", help="use the CUDA provider (fp16 variant)")
     v.set_defaults(func=_guard(cmd_eval))
