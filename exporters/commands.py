@@ -31,6 +31,7 @@ EVAL_EXAMPLES = """examples:
   riskwire eval models/default                     # int8, the variant the daemon runs on CPU
   riskwire eval models/default --variant fp32 --json | tail -1 | jq .phrasebank_test.ci95
   riskwire eval models/mine --no-baseline --no-png
+  riskwire eval models/mine --against models/default   # is the retrained model better?
 """
 
 
@@ -193,6 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         baseline=not args.no_baseline,
         threads=args.threads,
         providers=providers,
+        against=args.against,
     )
     if args.json:
         print(json.dumps(results, default=float))
@@ -305,4 +307,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     v.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + LR baseline")
     v.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     v.add_argument("--cuda", action="store_true", help="use the CUDA provider (fp16 variant)")
+    v.add_argument(
+        "--against",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="also score this model directory (same variant) on the same rows and print each "
+        "figure's difference from it with a paired 95%% interval",
+    )
     v.set_defaults(func=_guard(cmd_eval))

@@ -253,16 +253,61 @@ RISK_METRICS: dict[str, intervals.Metric] = {
 
 
 def _intervals(
-    metrics: dict[str, intervals.Metric], y: Array, pred: Array, base: Array | None
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """95% bootstrap intervals of each figure, and of its gain over the baseline when run."""
-    ci = {k: list(intervals.interval(m, y, pred)) for k, m in metrics.items()}
-    gains = (
-        {}
-        if base is None
-        else {k: list(intervals.gain_interval(m, y, pred, base)) for k, m in metrics.items()}
-    )
-    return ci, gains
+    metrics: dict[str, intervals.Metric], y: Array, pred: Array
+) -> dict[str, list[float]]:
+    """95% bootstrap interval of each figure."""
+    return {k: list(intervals.interval(m, y, pred)) for k, m in metrics.items()}
+
+
+def _gains(
+    metrics: dict[str, intervals.Metric], y: Array, pred: Array, other: Array
+) -> dict[str, list[float]]:
+    """Paired 95% interval of each figure's difference from ``other``'s on the same rows."""
+    return {k: list(intervals.gain_interval(m, y, pred, other)) for k, m in metrics.items()}
+
+
+def _comparison(
+    metrics: dict[str, intervals.Metric], y: Array, pred: Array, other: Array, who: str
+) -> dict[str, Any]:
+    """Figures of ``other`` (another model's predictions on the same rows) and our difference."""
+    return {
+        "model_dir": who,
+        **{k: float(m(y, other)) for k, m in metrics.items()},
+        "delta": {k: float(m(y, pred) - m(y, other)) for k, m in metrics.items()},
+        "delta_ci95": _gains(metrics, y, pred, other),
+    }
+
+
+def _fmt_comparison(cmp: dict[str, Any]) -> str:
+    parts = [
+        f"{k} {cmp['delta'][k]:+.4f} [{lo:+.3f}, {hi:+.3f}]"
+        for k, (lo, hi) in cmp["delta_ci95"].items()
+    ]
+    return f"   minus {cmp['model_dir']} (paired): " + "  ".join(parts)
+
+
+def _sentiment_logits(
+    scorer: OnnxScorer, pb_texts: list[str], allagree: Array, tw_texts: list[str]
+) -> dict[str, Array]:
+    pb = scorer.logits(pb_texts)[0]
+    return {
+        "phrasebank_test": pb,
+        "phrasebank_allagree_test": pb[allagree],
+        "twitter_valid": scorer.logits(tw_texts)[0],
+    }
+
+
+def _scorer_for(
+    model_dir: Path, variant: str, threads: int, providers: Sequence[str]
+) -> tuple[Manifest, OnnxScorer]:
+    manifest = verify_model_dir(model_dir)
+    if variant not in manifest.variants:
+        raise ModelError(
+            f"{model_dir}: no {variant!r} variant (has {', '.join(sorted(manifest.variants))})"
+        )
+    tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
+    graph = model_dir / manifest.variants[variant]
+    return manifest, OnnxScorer(graph, tok, threads=threads, providers=providers)
 
 
 def evaluate_model_dir(
@@ -275,24 +320,22 @@ def evaluate_model_dir(
     baseline: bool = True,
     threads: int = 2,
     providers: Sequence[str] = ("CPUExecutionProvider",),
+    against: Path | None = None,
     report: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Evaluate one variant of ``model_dir``; print tables via ``report`` and return figures."""
-    manifest: Manifest = verify_model_dir(model_dir)
-    if variant not in manifest.variants:
-        raise ModelError(
-            f"{model_dir}: no {variant!r} variant (has {', '.join(sorted(manifest.variants))})"
-        )
+    """Evaluate one variant of ``model_dir``; print tables via ``report`` and return figures.
+
+    With ``against``, the same variant of that model directory is scored on the same rows and
+    each figure's difference from it is given with a paired interval.
+    """
+    manifest, scorer = _scorer_for(model_dir, variant, threads, providers)
+    other = _scorer_for(against, variant, threads, providers) if against else None
     recipe = manifest.training.get("recipe", {})
     root = ds.resolve_datasets(datasets or recipe.get("datasets"))
     risk_path = Path(risk_csv or recipe.get("risk_csv") or ds.DEFAULT_RISK_CSV)
     if not risk_path.is_file():
         risk_path = ds.DEFAULT_RISK_CSV
     data = load_eval_data(root, risk_path, use_twitter=bool(recipe.get("use_twitter", True)))
-    tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
-    scorer = OnnxScorer(
-        model_dir / manifest.variants[variant], tok, threads=threads, providers=providers
-    )
     report(
         f"riskwire eval {model_dir} variant={variant} ({manifest.variants[variant]}) "
         f"model={manifest.name} {manifest.version} temperature={manifest.temperature:.3f}"
@@ -305,28 +348,23 @@ def evaluate_model_dir(
     allagree = np.array([r.agreement == 100 for r in data.phrasebank_test])
     tw_texts = [r.text for r in data.twitter_test]
     tw_y = np.array([r.label for r in data.twitter_test])
-    sets: list[tuple[str, list[str], Array, Array]] = []
-    pb_logits = scorer.logits(pb_texts)[0]
-    sets.append(("phrasebank_test", pb_texts, pb_y, pb_logits))
-    sets.append(
+    ours = _sentiment_logits(scorer, pb_texts, allagree, tw_texts)
+    sets: list[tuple[str, list[str], Array, Array]] = [
+        ("phrasebank_test", pb_texts, pb_y, ours["phrasebank_test"]),
         (
             "phrasebank_allagree_test",
             [t for t, a in zip(pb_texts, allagree, strict=True) if a],
             pb_y[allagree],
-            pb_logits[allagree],
-        )
-    )
-    sets.append(("twitter_valid", tw_texts, tw_y, scorer.logits(tw_texts)[0]))
+            ours["phrasebank_allagree_test"],
+        ),
+        ("twitter_valid", tw_texts, tw_y, ours["twitter_valid"]),
+    ]
     reference: dict[str, Array] = {}
     if variant != "fp32" and "fp32" in manifest.variants:
         # How often the shipped variant's label equals the reference graph's, on the same rows.
-        ref = OnnxScorer(model_dir / manifest.variants["fp32"], tok, threads=threads)
-        ref_pb = ref.logits(pb_texts)[0]
-        reference = {
-            "phrasebank_test": ref_pb,
-            "phrasebank_allagree_test": ref_pb[allagree],
-            "twitter_valid": ref.logits(tw_texts)[0],
-        }
+        ref = _scorer_for(model_dir, "fp32", threads, ("CPUExecutionProvider",))[1]
+        reference = _sentiment_logits(ref, pb_texts, allagree, tw_texts)
+    theirs = _sentiment_logits(other[1], pb_texts, allagree, tw_texts) if other else {}
     for name, texts, y, logits in sets:
         probs = calibrate.softmax(logits, manifest.temperature)
         pred = probs.argmax(axis=1)
@@ -342,13 +380,18 @@ def evaluate_model_dir(
         rep["ece_uncalibrated"] = calibrate.expected_calibration_error(calibrate.softmax(logits), y)
         base_pred = base_sent.predict(texts) if base_sent else None
         base_rep = sentiment_report(y, base_pred) if base_pred is not None else None
-        rep["ci95"], gains = _intervals(SENTIMENT_METRICS, y, pred, base_pred)
-        if base_rep is not None:
+        rep["ci95"] = _intervals(SENTIMENT_METRICS, y, pred)
+        if base_rep is not None and base_pred is not None:
             rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
-            rep["baseline"]["gain_ci95"] = gains
+            rep["baseline"]["gain_ci95"] = _gains(SENTIMENT_METRICS, y, pred, base_pred)
+        if name in theirs:
+            their_pred = theirs[name].argmax(axis=1)
+            rep["against"] = _comparison(SENTIMENT_METRICS, y, pred, their_pred, str(against))
         results[name] = rep
         for line in _fmt_sentiment(name, rep, base_rep):
             report(line)
+        if "against" in rep:
+            report(_fmt_comparison(rep["against"]))
         if png_dir is not None:
             png = save_confusion_png(
                 png_dir / f"confusion_{name}_{variant}.png",
@@ -371,15 +414,24 @@ def evaluate_model_dir(
         base_risk_pred = rb.predict(risk_texts)
         base_risk = risk_report(targets, base_risk_pred)
     truth = (targets >= 0.5).astype(int)
-    risk_rep["ci95"], risk_gains = _intervals(RISK_METRICS, truth, risk_pred, base_risk_pred)
-    if base_risk is not None:
+    risk_rep["ci95"] = _intervals(RISK_METRICS, truth, risk_pred)
+    if base_risk is not None and base_risk_pred is not None:
         risk_rep["baseline"] = {
             k: base_risk[k] for k in ("accuracy", "macro_f1", "weighted_f1", "micro_f1")
         }
-        risk_rep["baseline"]["gain_ci95"] = risk_gains
+        risk_rep["baseline"]["gain_ci95"] = _gains(RISK_METRICS, truth, risk_pred, base_risk_pred)
+    if other is not None:
+        their_manifest, their_scorer = other
+        their_thr = np.array([their_manifest.threshold(t) for t in RISK_TAGS])
+        their_risk = (calibrate.sigmoid(their_scorer.logits(risk_texts)[1]) >= their_thr).astype(
+            int
+        )
+        risk_rep["against"] = _comparison(RISK_METRICS, truth, risk_pred, their_risk, str(against))
     results["risk_test"] = risk_rep
     for line in _fmt_risk(risk_rep, base_risk):
         report(line)
+    if "against" in risk_rep:
+        report(_fmt_comparison(risk_rep["against"]))
     if png_dir is not None:
         png = save_risk_png(
             png_dir / f"confusion_risk_test_{variant}.png",

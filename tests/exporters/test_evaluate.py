@@ -154,3 +154,49 @@ def test_thresholds_maximise_validation_f1() -> None:
     thr = fit_thresholds(probs, targets, ("a", "b"))
     assert 0.3 < thr["a"] <= 0.35
     assert thr["b"] == 0.5  # no positives: default kept
+
+
+def test_eval_against_another_model_gives_paired_differences(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = build_tiny_model_dir(tmp_path / "other", seed=1)
+    argv = ["eval", str(tiny_dir), "--variant", "fp32", "--json", "--no-baseline", "--no-png"]
+    assert main([*argv, "--against", str(other)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    doc = json.loads(out[-1])
+    for name in SET_NAMES:
+        cmp = doc[name]["against"]
+        assert cmp["model_dir"] == str(other)
+        for key in ("accuracy", "macro_f1"):
+            assert cmp["delta"][key] == pytest.approx(doc[name][key] - cmp[key])
+            low, high = cmp["delta_ci95"][key]
+            assert low <= cmp["delta"][key] <= high
+    assert sum(line.startswith(f"   minus {other} (paired): accuracy") for line in out) == 4
+    # Against itself: no difference, and an interval of exactly zero.
+    assert main([*argv, "--against", str(tiny_dir)]) == 0
+    same = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert same["twitter_valid"]["against"]["delta_ci95"]["accuracy"] == [0.0, 0.0]
+    assert same["risk_test"]["against"]["delta"]["macro_f1"] == 0.0
+
+
+def test_eval_against_a_model_without_the_variant_is_refused(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = build_tiny_model_dir(tmp_path / "other")
+    manifest = json.loads((other / "manifest.json").read_text())
+    del manifest["variants"]["fp16"]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    code = main(
+        [
+            "eval",
+            str(tiny_dir),
+            "--variant",
+            "fp16",
+            "--no-baseline",
+            "--no-png",
+            "--against",
+            str(other),
+        ]
+    )
+    assert code == 1
+    assert "no 'fp16' variant" in capsys.readouterr().err
