@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from tokenizers import Tokenizer
 
 from exporters import calibrate
-from exporters.scoring import OnnxScorer
+from exporters.scoring import variant_scorer
 from exporters.verify import verify_model_dir
-from monitor.errors import ModelError
 
 
 def teacher_probabilities(
@@ -29,14 +27,10 @@ def teacher_probabilities(
     manifest so that a distilled model names what it learnt from.
     """
     manifest = verify_model_dir(model_dir)
-    if "fp32" not in manifest.variants:
-        raise ModelError(f"distill_from: {model_dir} has no fp32 graph to score with")
-    rel = manifest.variants["fp32"]
-    tokenizer = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
-    tokenizer.enable_truncation(manifest.max_length)
-    scorer = OnnxScorer(model_dir / rel, tokenizer, threads=threads)
+    scorer = variant_scorer(model_dir, manifest, "fp32", threads=threads)
     logits, _ = scorer.logits(list(texts))
-    return calibrate.softmax(logits, manifest.temperature), manifest.files[rel]
+    sha = manifest.files[manifest.variants["fp32"]]
+    return calibrate.softmax(logits, manifest.temperature), sha
 
 
 def mix_targets(

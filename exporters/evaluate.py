@@ -20,15 +20,13 @@ from sklearn.metrics import (
     multilabel_confusion_matrix,
     precision_recall_fscore_support,
 )
-from tokenizers import Tokenizer
 
 from exporters import calibrate, intervals
 from exporters import data as ds
 from exporters.baseline import RiskBaseline, SentimentBaseline
 from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
-from exporters.scoring import OnnxScorer
+from exporters.scoring import OnnxScorer, variant_scorer
 from exporters.verify import verify_model_dir
-from monitor.errors import ModelError
 from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS, Manifest
 
 Array = np.ndarray[Any, Any]
@@ -297,17 +295,12 @@ def _sentiment_logits(
     }
 
 
-def _scorer_for(
+def _open(
     model_dir: Path, variant: str, threads: int, providers: Sequence[str]
 ) -> tuple[Manifest, OnnxScorer]:
     manifest = verify_model_dir(model_dir)
-    if variant not in manifest.variants:
-        raise ModelError(
-            f"{model_dir}: no {variant!r} variant (has {', '.join(sorted(manifest.variants))})"
-        )
-    tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
-    graph = model_dir / manifest.variants[variant]
-    return manifest, OnnxScorer(graph, tok, threads=threads, providers=providers)
+    scorer = variant_scorer(model_dir, manifest, variant, threads=threads, providers=providers)
+    return manifest, scorer
 
 
 def evaluate_model_dir(
@@ -328,8 +321,8 @@ def evaluate_model_dir(
     With ``against``, the same variant of that model directory is scored on the same rows and
     each figure's difference from it is given with a paired interval.
     """
-    manifest, scorer = _scorer_for(model_dir, variant, threads, providers)
-    other = _scorer_for(against, variant, threads, providers) if against else None
+    manifest, scorer = _open(model_dir, variant, threads, providers)
+    other = _open(against, variant, threads, providers) if against else None
     recipe = manifest.training.get("recipe", {})
     root = ds.resolve_datasets(datasets or recipe.get("datasets"))
     risk_path = Path(risk_csv or recipe.get("risk_csv") or ds.DEFAULT_RISK_CSV)
@@ -362,7 +355,7 @@ def evaluate_model_dir(
     reference: dict[str, Array] = {}
     if variant != "fp32" and "fp32" in manifest.variants:
         # How often the shipped variant's label equals the reference graph's, on the same rows.
-        ref = _scorer_for(model_dir, "fp32", threads, ("CPUExecutionProvider",))[1]
+        ref = variant_scorer(model_dir, manifest, "fp32", threads=threads)
         reference = _sentiment_logits(ref, pb_texts, allagree, tw_texts)
     theirs = _sentiment_logits(other[1], pb_texts, allagree, tw_texts) if other else {}
     for name, texts, y, logits in sets:

@@ -10,7 +10,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT
+from monitor.errors import ModelError
+from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT, Manifest
 
 Logits = np.ndarray[Any, Any]
 
@@ -63,3 +64,22 @@ class OnnxScorer:
         if sent is None or risk is None:
             raise ValueError("no texts to score")
         return sent, risk
+
+
+def variant_scorer(
+    model_dir: Path,
+    manifest: Manifest,
+    variant: str,
+    *,
+    threads: int = 2,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+) -> OnnxScorer:
+    """A scorer for ``variant`` of ``model_dir`` (whose ``manifest`` the caller has verified),
+    with the directory's own tokenizer (truncation at its max_length is saved in it)."""
+    if variant not in manifest.variants:
+        raise ModelError(
+            f"{model_dir}: no {variant!r} variant (has {', '.join(sorted(manifest.variants))})"
+        )
+    tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
+    graph = model_dir / manifest.variants[variant]
+    return OnnxScorer(graph, tok, threads=threads, providers=providers)
