@@ -202,7 +202,26 @@ class KafkaConsumerAdapter:
             "assignment": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assignment()),
             "paused": self._paused,
             "buffered": len(self._buffer),
+            "partitions": self._partition_states(),
         }
+
+    def _partition_states(self) -> dict[str, dict[str, Any]]:
+        """Why each owned partition is (not) being fetched: position, reset and validation flags."""
+        out: dict[str, dict[str, Any]] = {}
+        assignment = getattr(self._consumer._subscription, "assignment", {})
+        now = time.monotonic()
+        for tp, state in list(assignment.items()):
+            retry = getattr(state, "next_allowed_retry_time", None)
+            position = getattr(state, "position", None)
+            out[f"{tp.topic}[{tp.partition}]"] = {
+                "position": None if position is None else position.offset,
+                "awaiting_reset": getattr(state, "awaiting_reset", None),
+                "awaiting_validation": getattr(state, "awaiting_validation", None),
+                "paused": getattr(state, "paused", None),
+                "retry_in_s": None if retry is None else round(retry - now, 2),
+                "leader": self._consumer._client.cluster.leader_for_partition(tp),
+            }
+        return out
 
     def _recover_stranded_join(self) -> None:
         """Work around a kafka-python 3.0.12 race that leaves a member without its assignment.

@@ -203,5 +203,13 @@ def test_diagnostics_show_the_membership_a_stuck_consumer_would_lack(make_bus: A
         assert "STABLE" in after["state"].upper()
         assert after["generation"] is not None and after["generation"] >= 1
         assert after["coordinator_id"] is not None
+        # Per partition: fetched up to the end, nothing pending that would stop a fetch.
+        ends = bus.end_offsets(topic)
+        for p, end in ends.items():
+            state = after["partitions"][f"{topic}[{p}]"]
+            assert state["position"] == end
+            assert state["awaiting_reset"] is False and state["awaiting_validation"] is False
+            assert state["paused"] is False and state["leader"] is not None
+        assert sum(ends.values()) == 4
     finally:
         cons.close()
