@@ -10,12 +10,10 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from exporters.recipe import TrainConfig
 from monitor.errors import ConfigError, RiskwireError
-
-if TYPE_CHECKING:  # torch loads with exporters.train: only where a command needs it
-    from exporters.train import TrainConfig
 
 DEFAULT_OUT = Path("models/default")
 
@@ -71,7 +69,7 @@ def train_config(overrides: dict[str, Any]) -> TrainConfig:
     """A validated ``TrainConfig``; every bad field is listed in one ``ConfigError``."""
     from pydantic import ValidationError
 
-    from exporters.train import TrainConfig, resolve_precision
+    from exporters.train import resolve_precision
 
     try:
         cfg = TrainConfig(**overrides)
@@ -213,6 +211,12 @@ def _guard(func: Any) -> Any:
     return run
 
 
+def _d(name: str) -> str:
+    """'default X' for a recipe field, read from TrainConfig so the help cannot drift."""
+    value = TrainConfig.model_fields[name].default
+    return f"default {value:g}" if isinstance(value, float) else f"default {value}"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "train",
@@ -235,20 +239,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--sentiment-csv", type=Path, help="extra sentiment training CSV (text,label)")
     p.add_argument("--no-twitter", action="store_true", help="train without the Twitter set")
-    p.add_argument("--epochs", type=float, help="passes over the training rows (default 6)")
-    p.add_argument("--max-length", type=int, help="tokens per text, longer ones cut (default 64)")
-    p.add_argument("--batch-size", type=int, help="rows per step (default 32)")
-    p.add_argument("--lr", type=float, help="peak lr of the top encoder layer (default 8e-5)")
-    p.add_argument("--seed", type=int, help="seed of heads, data slices and order (20261201)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default 2)")
-    p.add_argument("--max-minutes", type=float, help="training wall-time budget (default 25)")
-    p.add_argument("--pooling", choices=["mean", "cls"], help="sentence pooling (default mean)")
+    p.add_argument("--epochs", type=float, help=f"passes over the training rows ({_d('epochs')})")
+    p.add_argument(
+        "--max-length", type=int, help=f"tokens per text, longer ones cut ({_d('max_length')})"
+    )
+    p.add_argument("--batch-size", type=int, help=f"rows per step ({_d('batch_size')})")
+    p.add_argument("--lr", type=float, help=f"peak lr of the top encoder layer ({_d('lr')})")
+    p.add_argument("--seed", type=int, help=f"seed of heads, data slices and order ({_d('seed')})")
+    p.add_argument("--threads", type=int, help=f"torch CPU threads ({_d('threads')})")
+    p.add_argument(
+        "--max-minutes", type=float, help=f"training wall-time budget ({_d('max_minutes')})"
+    )
+    p.add_argument("--pooling", choices=["mean", "cls"], help=f"sentence pooling ({_d('pooling')})")
     p.add_argument("--layers", type=int, help="truncate the encoder to N layers (quick runs)")
     p.add_argument("--limit", type=int, help="cap rows per source (quick runs)")
     p.add_argument(
         "--precision",
         choices=["auto", "bf16", "fp32"],
-        help="training matmul precision (default auto: bf16 autocast where the CPU has it)",
+        help=f"training matmul precision (auto: bf16 autocast where the CPU has it; "
+        f"{_d('precision')})",
     )
     p.add_argument(
         "--set",

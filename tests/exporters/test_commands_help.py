@@ -34,3 +34,34 @@ def test_help_ends_with_examples_kept_line_by_line(name: str) -> None:
     text = _subparsers()[name].format_help()
     examples = text.split("examples:\n", 1)[1].splitlines()
     assert examples and all(line.startswith(f"  riskwire {name}") for line in examples if line)
+
+
+def test_train_help_shows_the_recipe_defaults_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    from exporters.recipe import TrainConfig
+
+    recipe = TrainConfig()
+    helps = {
+        opt: action.help or ""
+        for action in _subparsers()["train"]._actions
+        for opt in action.option_strings
+    }
+    for option, value in [
+        ("--epochs", f"{recipe.epochs:g}"),
+        ("--lr", f"{recipe.lr:g}"),
+        ("--max-length", str(recipe.max_length)),
+        ("--batch-size", str(recipe.batch_size)),
+        ("--seed", str(recipe.seed)),
+        ("--max-minutes", f"{recipe.max_minutes:g}"),
+    ]:
+        assert helps[option].endswith(f"(default {value})"), (option, helps[option])
+    # The daemon's CLI builds this parser: it must not drag torch in.
+    probe = (
+        "import sys, argparse; from exporters import commands; "
+        "commands.register(argparse.ArgumentParser().add_subparsers()); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
