@@ -18,7 +18,8 @@ pytestmark = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from exporters.train import TrainConfig, save_checkpoint, train
+    from exporters.recipe import TrainConfig
+    from exporters.train import save_checkpoint, train
 
     cfg = TrainConfig(
         layers=2,

@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from exporters import commands, train  # noqa: E402
+from exporters import commands, recipe, train  # noqa: E402
 from exporters.distill import teacher_probabilities  # noqa: E402
 from exporters.model import load_classifier  # noqa: E402
 from exporters.tiny import build_tiny_model_dir  # noqa: E402
@@ -97,7 +97,7 @@ def test_bf16_autocast_keeps_fp32_weights_and_close_logits() -> None:
     assert not torch.equal(sent.float(), ref_sent)
 
 
-def _example(source: train.Source, sentiment: bool = True) -> train.Example:
+def _example(source: recipe.Source, sentiment: bool = True) -> train.Example:
     target = [0.0, 1.0, 0.0] if sentiment else None
     return train.Example("text", target, 1.0, None, 0.0, source)
 
@@ -142,7 +142,7 @@ def test_distilled_mixes_the_teacher_into_sentiment_targets_only(tmp_path: Path)
         train.Example("Rating cut to junk", None, 0.5, [1.0] + [0.0] * 10, 1.0, "risk"),
         train.Example("Profit warning at Acme", [0.0, 1.0, 0.0], 1.0, None, 0.0, "twitter"),
     ]
-    cfg = train.TrainConfig(distill_from=teacher, distill_alpha=0.5, threads=1)
+    cfg = recipe.TrainConfig(distill_from=teacher, distill_alpha=0.5, threads=1)
     out, sha = train.distilled(rows, cfg)
     probs, want_sha = teacher_probabilities(teacher, ["Profit warning at Acme"], threads=1)
     assert sha == want_sha
