@@ -106,3 +106,12 @@ class TrainConfig(BaseModel):
     distill_alpha: float = Field(
         default=0.5, ge=0, le=1, description="teacher share of each sentiment target"
     )
+    # Task-adaptive pretraining (exporters/adapt.py): masked-LM epochs over the training texts
+    # before fine-tuning starts. Off by default.
+    mlm_epochs: float = Field(
+        default=0.0, ge=0, description="masked-LM passes over the training texts first (0: off)"
+    )
+    mlm_lr: float = Field(default=5e-5, gt=0, description="peak lr of the masked-LM steps")
+    mlm_probability: float = Field(
+        default=0.15, gt=0, lt=1, description="share of tokens the masked-LM steps hide"
+    )

@@ -24,8 +24,9 @@ from tokenizers import Tokenizer
 from torch import nn
 from tqdm import tqdm
 
+from exporters import adapt, distill
 from exporters import data as ds
-from exporters import distill
+from exporters.batching import length_bucketed_batches, pad_batch
 from exporters.bundle import fingerprint_files
 from exporters.ema import WeightAverage
 from exporters.model import TwoHeadClassifier, base_model_dir, load_classifier
@@ -220,31 +221,6 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(list(texts))]
 
 
-def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
-def length_bucketed_batches(
-    lengths: Sequence[int], batch_size: int, rng: random.Random, *, pool: int = 50
-) -> list[list[int]]:
-    """Shuffled batches of similar-length rows: less padding, still random order."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches: list[list[int]] = []
-    chunk = batch_size * pool
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 64
@@ -371,6 +347,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         # Reseeded only when asked: the default run keeps the RNG stream of earlier releases.
         torch.manual_seed(order_seed)
     seqs = encode(tokenizer, [e.text for e in examples])
+    if cfg.mlm_epochs > 0:
+        counts.update(
+            adapt.adapt(
+                model.encoder, seqs, cfg, precision=precision, seed=order_seed, progress=progress
+            )
+        )
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
