@@ -26,6 +26,7 @@ from tqdm import tqdm
 from exporters.batching import length_bucketed_batches
 from exporters.model import base_model_dir
 from exporters.recipe import TrainConfig
+from exporters.schedule import LinearSchedule
 
 
 def _collator(cfg: TrainConfig, seed: int) -> Any:
@@ -105,9 +106,8 @@ def adapt(
     per_epoch = math.ceil(len(unique) / cfg.batch_size)
     total = max(1, round(per_epoch * cfg.mlm_epochs))
     head_only = round(HEAD_ONLY_SHARE * total)
-    warmup = max(1, round(0.06 * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup + 1)))
+        optimizer, LinearSchedule(total, round(cfg.warmup * total))
     )
     rng = random.Random(seed)
     lengths = [len(s) for s in unique]

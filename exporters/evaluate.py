@@ -295,6 +295,12 @@ def _sentiment_logits(
     }
 
 
+def _risk_predictions(manifest: Manifest, scorer: OnnxScorer, texts: list[str]) -> Array:
+    """0/1 tags per text at the model's own per-tag thresholds (chosen on its validation)."""
+    thresholds = np.array([manifest.threshold(t) for t in RISK_TAGS])
+    return (calibrate.sigmoid(scorer.logits(texts)[1]) >= thresholds).astype(int)
+
+
 def _open(
     model_dir: Path, variant: str, threads: int, providers: Sequence[str]
 ) -> tuple[Manifest, OnnxScorer]:
@@ -396,9 +402,7 @@ def evaluate_model_dir(
 
     risk_texts = [r.text for r in data.risk_test]
     targets = np.array([list(r.tags) for r in data.risk_test])
-    probs_r = calibrate.sigmoid(scorer.logits(risk_texts)[1])
-    thr = np.array([manifest.threshold(t) for t in RISK_TAGS])
-    risk_pred = (probs_r >= thr).astype(int)
+    risk_pred = _risk_predictions(manifest, scorer, risk_texts)
     risk_rep = risk_report(targets, risk_pred)
     base_risk: dict[str, Any] | None = None
     base_risk_pred: Array | None = None
@@ -414,11 +418,7 @@ def evaluate_model_dir(
         }
         risk_rep["baseline"]["gain_ci95"] = _gains(RISK_METRICS, truth, risk_pred, base_risk_pred)
     if other is not None:
-        their_manifest, their_scorer = other
-        their_thr = np.array([their_manifest.threshold(t) for t in RISK_TAGS])
-        their_risk = (calibrate.sigmoid(their_scorer.logits(risk_texts)[1]) >= their_thr).astype(
-            int
-        )
+        their_risk = _risk_predictions(*other, risk_texts)
         risk_rep["against"] = _comparison(RISK_METRICS, truth, risk_pred, their_risk, str(against))
     results["risk_test"] = risk_rep
     for line in _fmt_risk(risk_rep, base_risk):

@@ -32,6 +32,7 @@ from exporters.ema import WeightAverage
 from exporters.model import TwoHeadClassifier, base_model_dir, load_classifier
 from exporters.recipe import Source, TrainConfig
 from exporters.risk_lexicon import load_lexicon
+from exporters.schedule import LinearSchedule
 from monitor.logs import get_logger
 from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS
 
@@ -284,40 +285,6 @@ def param_groups(model: TwoHeadClassifier, cfg: TrainConfig) -> list[dict[str, A
     return [g for g in groups if g["params"]]
 
 
-class _Schedule:
-    """Linear warmup then linear decay to zero at ``total``; ``total`` follows the time budget."""
-
-    # Steps before the pace is trusted: the first ones include warm-up work and, on a shared
-    # machine, whatever else briefly ran.
-    MIN_STEPS = 100
-
-    def __init__(self, total: int, warmup: int) -> None:
-        self.planned = total
-        self.total = total
-        self.warmup = warmup
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / max(1, self.warmup)
-        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
-
-    def fit_budget(self, step: int, elapsed: float, budget: float) -> bool:
-        """Set ``total`` to the steps that fit in ``budget`` seconds at the pace so far.
-
-        A busy machine then still gets a fully annealed learning rate instead of being cut off
-        at a high one. The estimate is redone on every call and may grow back up to the planned
-        total (never past it), so a slow minute early on does not shorten the run for good.
-        Returns True when ``total`` changed.
-        """
-        if step < self.MIN_STEPS or elapsed <= 0:
-            return False
-        projected = step + int((budget - elapsed) / (elapsed / step))
-        new = max(step + 1, min(self.planned, projected))
-        changed = new != self.total
-        self.total = new
-        return changed
-
-
 def base_tokenizer(max_length: int) -> Tokenizer:
     tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
     tok.no_padding()
@@ -356,7 +323,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
-    schedule = _Schedule(total, round(cfg.warmup * total))
+    schedule = LinearSchedule(total, round(cfg.warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     rng = random.Random(order_seed)

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from exporters.train import _Schedule  # noqa: E402
+from exporters.schedule import LinearSchedule as _Schedule  # noqa: E402
 
 
 def test_pace_is_not_trusted_before_the_first_hundred_steps() -> None:
