@@ -220,7 +220,9 @@ def test_stalled_receiver_times_out_then_retry_succeeds(
     wait_for(lambda: len(receiver.accepted()) == 1, what="delivered after a timeout")
     reqs = receiver.all_requests()
     assert len(reqs) == 2 and keys(reqs) == [a.id, a.id]
-    assert reqs[1].at - reqs[0].at >= 0.3
+    # Arrival times are stamped by the receiver, and the first request arrives a little after the
+    # client's timeout clock started: allow that skew, but not a retry that skipped the wait.
+    assert reqs[1].at - reqs[0].at >= 0.25
 
 
 def test_signature_and_headers_verify(tmp_path: Path, rigs: list[Rig], receiver: Receiver) -> None:
