@@ -162,6 +162,9 @@ class KafkaConsumerAdapter:
         # Records fetched while waiting for an assignment (seek/lag need one): handed out first.
         self._buffer: list[Message] = []
         self._timeout_ms = bus.config.request_timeout_ms
+        # Offset after the last record handed out, per partition: set beside kafka-python's
+        # position in diagnostics(), it tells records never fetched from records fetched and lost.
+        self._delivered: dict[str, int] = {}
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -213,8 +216,10 @@ class KafkaConsumerAdapter:
         for tp, state in list(assignment.items()):
             retry = getattr(state, "next_allowed_retry_time", None)
             position = getattr(state, "position", None)
-            out[f"{tp.topic}[{tp.partition}]"] = {
+            name = f"{tp.topic}[{tp.partition}]"
+            out[name] = {
                 "position": None if position is None else position.offset,
+                "delivered_up_to": self._delivered.get(name),
                 "awaiting_reset": getattr(state, "awaiting_reset", None),
                 "awaiting_validation": getattr(state, "awaiting_validation", None),
                 "paused": getattr(state, "paused", None),
@@ -242,14 +247,15 @@ class KafkaConsumerAdapter:
             coordinator._join_task = None
             coordinator.request_rejoin()
 
-    @staticmethod
-    def _convert(batch: dict[Any, list[Any]]) -> list[Message]:
+    def _convert(self, batch: dict[Any, list[Any]]) -> list[Message]:
         out: list[Message] = []
         extend = out.extend
         for (topic, partition), records in batch.items():
             extend(
                 [Message(topic, partition, r.offset, r.key, r.value, r.timestamp) for r in records]
             )
+            if records:
+                self._delivered[f"{topic}[{partition}]"] = records[-1].offset + 1
         return out
 
     def _ensure_assignment(self) -> set[KafkaTP]:

@@ -208,6 +208,8 @@ def test_diagnostics_show_the_membership_a_stuck_consumer_would_lack(make_bus: A
         for p, end in ends.items():
             state = after["partitions"][f"{topic}[{p}]"]
             assert state["position"] == end
+            # Everything fetched was handed out (None: the partition held no record).
+            assert state["delivered_up_to"] == (end or None)
             assert state["awaiting_reset"] is False and state["awaiting_validation"] is False
             assert state["paused"] is False and state["leader"] is not None
         assert sum(ends.values()) == 4
