@@ -162,9 +162,10 @@ class KafkaConsumerAdapter:
         # Records fetched while waiting for an assignment (seek/lag need one): handed out first.
         self._buffer: list[Message] = []
         self._timeout_ms = bus.config.request_timeout_ms
-        # Offset after the last record handed out, per partition: set beside kafka-python's
-        # position in diagnostics(), it tells records never fetched from records fetched and lost.
-        self._delivered: dict[str, int] = {}
+        # Offset after the last record kafka-python gave us (handed out or buffered), per
+        # (topic, partition): beside its position in diagnostics(), it tells records never fetched
+        # from records fetched and lost. Keyed by tuple so the poll path formats no strings.
+        self._delivered: dict[tuple[str, int], int] = {}
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -216,10 +217,9 @@ class KafkaConsumerAdapter:
         for tp, state in list(assignment.items()):
             retry = getattr(state, "next_allowed_retry_time", None)
             position = getattr(state, "position", None)
-            name = f"{tp.topic}[{tp.partition}]"
-            out[name] = {
+            out[f"{tp.topic}[{tp.partition}]"] = {
                 "position": None if position is None else position.offset,
-                "delivered_up_to": self._delivered.get(name),
+                "delivered_up_to": self._delivered.get((tp.topic, tp.partition)),
                 "awaiting_reset": getattr(state, "awaiting_reset", None),
                 "awaiting_validation": getattr(state, "awaiting_validation", None),
                 "paused": getattr(state, "paused", None),
@@ -255,7 +255,7 @@ class KafkaConsumerAdapter:
                 [Message(topic, partition, r.offset, r.key, r.value, r.timestamp) for r in records]
             )
             if records:
-                self._delivered[f"{topic}[{partition}]"] = records[-1].offset + 1
+                self._delivered[(topic, partition)] = records[-1].offset + 1
         return out
 
     def _ensure_assignment(self) -> set[KafkaTP]:
