@@ -45,7 +45,10 @@ class Producer(Protocol):
     def produce(
         self, topic: str, key: bytes | str | None, value: bytes, timestamp_ms: int | None = None
     ) -> None:
-        """Queue one record. ``timestamp_ms`` is the record's event time (default: now)."""
+        """Queue one record stamped ``timestamp_ms`` (default: now).
+
+        Kafka's time retention and time seeks use this stamp; collectors pass the fetch time.
+        """
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every queued record is durably acknowledged; raise BusError otherwise."""

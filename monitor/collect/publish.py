@@ -6,6 +6,13 @@ polls share flushes: each poll produces its records and takes a sequence number;
 the flush lock flushes everything produced so far, and a poll whose number is already covered
 by a finished flush returns without flushing again. ``publish`` still returns only once the
 caller's records are acknowledged (or raises BusError, and the caller retries later).
+
+A record is stamped with the item's fetch time, not its publication time. Kafka's time
+retention deletes a log segment once its newest timestamp is older than ``retention.ms``: stamped
+with the event time, a first poll that backfills a feed's month-old entries would be deleted at
+the broker's next retention check, possibly before any worker read it. Brokers may also reject
+timestamps far from their clock (``log.message.timestamp.before/after.max.ms``). The event time
+travels in the record itself; replay by time range filters on it (monitor/replay/readers.py).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class Publisher:
             return
         with self._seq_lock:
             for item in items:
-                ts = int(item.published_at.timestamp() * 1000)
+                ts = int(item.fetched_at.timestamp() * 1000)
                 self.producer.produce(self.topic, item.key, item.to_json(), timestamp_ms=ts)
             self._produced += 1
             seq = self._produced

@@ -251,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
             from_ms=int(window.from_.timestamp() * 1000),
             to_ms=int(window.to.timestamp() * 1000) if window.to else None,
             stats=bus_stats,
+            future_tolerance_s=config.collect.future_tolerance_s,
         )
 
     def progress(rep: Any) -> None:

@@ -13,12 +13,17 @@ Bus reader and consumer groups
     ``riskwire-replay-<uuid>`` that never commits; joining writes only that group's membership
     rows (not records, not other groups' offsets), and closing leaves it.
 
-    A range ``[from, to)`` is read as Kafka defines a time seek: each partition starts at its
-    first record whose timestamp is >= ``from`` and is read up to the end offset captured when
-    the replay starts (records appended later are not part of the replay). Records outside the
-    range are filtered out and counted. Because timestamps within a partition are only roughly
-    ordered (collectors stamp the event time), a partition stops early only once it has passed
-    ``to`` by more than ``stop_slack_s``.
+    A range ``[from, to)`` is a range of event time (``published_at``), as for the archives. A
+    record's bus timestamp is when the collector fetched the item (see monitor/collect/publish.py:
+    Kafka deletes records by their timestamp, so stamping the event time would let the broker
+    drop an old article minutes after it arrived). An item is clamped to its fetch time when its
+    date lies more than ``future_tolerance_s`` ahead, so an item published at or after ``from``
+    was fetched at or after ``from - future_tolerance_s``: each partition is time-seeked there
+    and read up to the end offset captured when the replay starts (records appended later are
+    not part of the replay). Records outside the range are filtered out by their event time and
+    counted. There is no early stop: an item published inside the range can have been fetched
+    at any later time (a feed read late, a first poll that backfills a month), so only the
+    captured end bounds the read.
 """
 
 from __future__ import annotations
@@ -192,10 +197,8 @@ class RangeStats:
 class _Partitions:
     """Per partition: the end captured at start, and whether it is finished."""
 
-    def __init__(self, ends: dict[int, int], to_ms: int | None, slack_ms: int) -> None:
+    def __init__(self, ends: dict[int, int]) -> None:
         self.ends = ends
-        self.to_ms = to_ms
-        self.slack_ms = slack_ms
         self.done = {p for p, end in ends.items() if end <= 0}
 
     def finished(self) -> bool:
@@ -208,8 +211,6 @@ class _Partitions:
             self.done.add(p)
             return False
         if msg.offset + 1 >= self.ends[p]:
-            self.done.add(p)
-        if self.to_ms is not None and msg.timestamp_ms >= self.to_ms + self.slack_ms:
             self.done.add(p)
         return True
 
@@ -225,41 +226,48 @@ def read_bus(
     from_ms: int | None,
     to_ms: int | None,
     stats: RangeStats | None = None,
-    stop_slack_s: float = 3600.0,
+    future_tolerance_s: float = 600.0,
     idle_timeout_s: float = 5.0,
     poll_records: int = 1000,
 ) -> Iterator[Read]:
-    """Records of ``topic`` with ``from_ms <= timestamp < to_ms`` (see the module docstring)."""
+    """Items of ``topic`` published in ``[from_ms, to_ms)`` (see the module docstring).
+
+    ``future_tolerance_s``: the collectors' ``collect.future_tolerance_s``, how far an item's
+    date may lie ahead of its fetch time; the seek starts that much before ``from_ms``.
+    """
     stats = stats if stats is not None else RangeStats()
     if not bus.partitions(topic):
         raise BusError(f"{bus.kind} bus: topic {topic!r} does not exist; nothing to replay")
     ends = bus.end_offsets(topic)
     stats.end_offsets = dict(ends)
     stats.partitions = len(ends)
-    parts = _Partitions(ends, to_ms, int(stop_slack_s * 1000))
+    parts = _Partitions(ends)
     if parts.finished():
         return
+    seek_ms = None if from_ms is None else max(0, from_ms - int(future_tolerance_s * 1000))
     if bus.kind == "kafka":
-        messages = _kafka_messages(bus, topic, from_ms, parts, poll_records, idle_timeout_s)
+        messages = _kafka_messages(bus, topic, seek_ms, parts, poll_records, idle_timeout_s)
     else:
-        messages = _group_messages(bus, topic, from_ms, parts, poll_records, idle_timeout_s)
+        messages = _group_messages(bus, topic, seek_ms, parts, poll_records, idle_timeout_s)
     for msg in messages:
-        if msg.timestamp_ms < (from_ms or 0):
-            stats.before_range += 1
-            continue
-        if to_ms is not None and msg.timestamp_ms >= to_ms:
-            stats.after_range += 1
-            continue
         try:
-            yield decode_news(msg.value)
+            news = decode_news(msg.value)
         except RecordError as exc:
             yield Skipped(f"{msg.topic}:{msg.partition}@{msg.offset}", str(exc))
+            continue
+        published_ms = int(news.published_at.timestamp() * 1000)
+        if from_ms is not None and published_ms < from_ms:
+            stats.before_range += 1
+        elif to_ms is not None and published_ms >= to_ms:
+            stats.after_range += 1
+        else:
+            yield news
 
 
 def _group_messages(
     bus: Bus,
     topic: str,
-    from_ms: int | None,
+    seek_ms: int | None,
     parts: _Partitions,
     poll_records: int,
     idle_timeout_s: float,
@@ -269,8 +277,8 @@ def _group_messages(
     consumer = bus.consumer(f"riskwire-replay-{uuid.uuid4().hex}", [topic], from_beginning=True)
     position = getattr(consumer, "position", None)  # the embedded consumer exposes it
     try:
-        if from_ms is not None:
-            consumer.seek_to_timestamp(from_ms)
+        if seek_ms is not None:
+            consumer.seek_to_timestamp(seek_ms)
         else:
             consumer.seek_to_beginning()
         idle_since = time.monotonic()
@@ -296,7 +304,7 @@ def _group_messages(
 def _kafka_messages(
     bus: Bus,
     topic: str,
-    from_ms: int | None,
+    seek_ms: int | None,
     parts: _Partitions,
     poll_records: int,
     idle_timeout_s: float,
@@ -330,10 +338,10 @@ def _kafka_messages(
     try:
         tps = [KafkaTP(topic, p) for p in sorted(parts.ends) if p not in parts.done]
         consumer.assign(tps)
-        if from_ms is None:
+        if seek_ms is None:
             consumer.seek_to_beginning(*tps)
         else:
-            found = consumer.offsets_for_times({tp: from_ms for tp in tps}, timeout_ms=timeout_ms)
+            found = consumer.offsets_for_times({tp: seek_ms for tp in tps}, timeout_ms=timeout_ms)
             for tp in tps:
                 hit = found.get(tp)
                 if hit is None:  # nothing at or after `from` in this partition

@@ -14,7 +14,10 @@ from monitor.errors import BusError
 
 from .conftest import BusFactory, consume_until, partitions_of, wait_assigned
 
-T0 = 1_700_000_000_000  # a fixed event time, far from "now", so timestamps are checked as given
+# Two days back on a whole hour: far from the produce time, so timestamps are checked as given,
+# and well inside Kafka's default 7-day retention (the test broker deletes older records within a
+# second: deploy/kafka/server.properties).
+T0 = (int(time.time()) // 3600 - 48) * 3_600_000
 
 
 def _count(n: int):  # type: ignore[no-untyped-def]

@@ -105,6 +105,26 @@ def archive_items(h: Headlines, n_noise: int = 300) -> tuple[list[NewsItem], lis
     return everything[::2] + everything[1::2][::-1], cluster
 
 
+def shifted(items: list[NewsItem], delta: timedelta) -> list[NewsItem]:
+    """The same items, published and fetched ``delta`` later."""
+    return [
+        i.model_copy(
+            update={"published_at": i.published_at + delta, "fetched_at": i.fetched_at + delta}
+        )
+        for i in items
+    ]
+
+
+def fetched_late(h: Headlines, published: list[datetime], fetched: datetime) -> list[NewsItem]:
+    """Items a collector first saw at ``fetched`` (a feed read late, a first poll's backfill)."""
+    return [
+        item(90_000 + k, h.calm[k % len(h.calm)], when, "GLOBEX").model_copy(
+            update={"fetched_at": fetched}
+        )
+        for k, when in enumerate(published)
+    ]
+
+
 def write_jsonl(path: Path, items: list[NewsItem], extra_lines: tuple[str, ...] = ()) -> Path:
     lines = [i.to_json().decode() for i in items]
     for k, bad in enumerate(extra_lines):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 import warnings
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from monitor.bus.kafka import KafkaBus
 from monitor.cli import main
+from monitor.collect.publish import Publisher
 from monitor.config import KafkaBusConfig
 
-from .kit import RULES_YAML, T0, Headlines, archive_items, write_config
+from .kit import RULES_YAML, T0, Headlines, archive_items, fetched_late, shifted, write_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -42,15 +43,24 @@ def test_kafka_time_range_replay_reads_exactly_the_range_without_a_group(
 ) -> None:
     raw = f"replay.raw.{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(KafkaBusConfig(bootstrap=kafka_bootstrap), partitions=3)
-    items = sorted(archive_items(headlines, n_noise=90)[0], key=lambda i: i.published_at)
+    # Recent times: Kafka deletes records stamped older than its retention (7 days here).
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    base = now - timedelta(days=2)
+    items = shifted(archive_items(headlines, n_noise=90)[0], base - T0)
+    items.sort(key=lambda i: i.fetched_at)
+    start, end = base + timedelta(hours=3), base + timedelta(hours=12)
+    # A feed read late: fetched now, published inside the range (twice) and a month ago.
+    items += fetched_late(
+        headlines,
+        [start + timedelta(minutes=5), end - timedelta(minutes=5), now - timedelta(days=30)],
+        now,
+    )
     producer = bus.producer()
-    for it in items:
-        producer.produce(raw, it.key, it.to_json(), int(it.published_at.timestamp() * 1000))
-    producer.flush()
+    Publisher(producer, raw).publish(items)
     producer.close()
-    start, end = T0 + timedelta(hours=3), T0 + timedelta(hours=12)
     want = {i.id for i in items if start <= i.published_at < end}
     assert 0 < len(want) < len(items)
+    assert {"item-90000", "item-90001"} <= want and "item-90002" not in want
     groups_before = _groups(kafka_bootstrap)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES_YAML)

@@ -24,6 +24,7 @@ import pytest
 from monitor.alerts.config import load_rules_file
 from monitor.bus.embedded import EmbeddedBus
 from monitor.cli import main
+from monitor.collect.publish import Publisher
 from monitor.config import load_config
 from monitor.replay.driver import Replay
 from monitor.replay.readers import Read, read_jsonl
@@ -40,6 +41,7 @@ from .kit import (
     T0,
     Headlines,
     archive_items,
+    fetched_late,
     write_config,
     write_jsonl,
 )
@@ -208,7 +210,14 @@ def test_poison_lines_and_duplicates_are_skipped_and_counted(
 
 def _bus_items(headlines: Headlines) -> list[Any]:
     items, _ = archive_items(headlines, n_noise=120)
-    return sorted(items, key=lambda i: i.published_at)  # collectors publish oldest first
+    # As collectors publish: in fetch order, the last poll backfilling a feed read late (two
+    # items published inside the range, one before it, all fetched two days after the range).
+    late = fetched_late(
+        headlines,
+        [T0 + timedelta(hours=7), T0 + timedelta(hours=30), T0 - timedelta(days=20)],
+        T0 + timedelta(days=3),
+    )
+    return sorted(items, key=lambda i: i.fetched_at) + late
 
 
 def test_embedded_bus_time_range_returns_exactly_the_records_in_range(
@@ -218,15 +227,12 @@ def test_embedded_bus_time_range_returns_exactly_the_records_in_range(
     bus = EmbeddedBus(setup["data"] / "bus.sqlite", partitions=3)
     bus.ensure_topics(LIVE_TOPICS)
     producer = bus.producer()
-    for it in items:  # as the collector publishes: keyed by id, stamped with the event time
-        producer.produce(
-            "riskwire.news.raw", it.key, it.to_json(), int(it.published_at.timestamp() * 1000)
-        )
-    producer.flush()
+    Publisher(producer, "riskwire.news.raw").publish(items)
     producer.close()
     start, end = T0 + timedelta(hours=6), T0 + timedelta(hours=31)
     want = {i.id for i in items if start <= i.published_at < end}
     assert 0 < len(want) < len(items)
+    assert {"item-90000", "item-90001"} <= want and "item-90002" not in want
     raw_before = bus.end_offsets("riskwire.news.raw")
     out = setup["tmp"] / "out"
 
