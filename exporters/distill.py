@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from exporters import calibrate
 from exporters.scoring import variant_scorer
 from exporters.verify import verify_model_dir
+from monitor.score.text import sentiment_probs
 
 
 def teacher_probabilities(
@@ -30,7 +30,7 @@ def teacher_probabilities(
     scorer = variant_scorer(model_dir, manifest, "fp32", threads=threads)
     logits, _ = scorer.logits(list(texts))
     sha = manifest.files[manifest.variants["fp32"]]
-    return calibrate.softmax(logits, manifest.temperature), sha
+    return sentiment_probs(logits, manifest), sha
 
 
 def mix_targets(

@@ -28,6 +28,7 @@ from exporters.risk_lexicon import DEFAULT_LEXICON, load_lexicon
 from exporters.scoring import OnnxScorer, variant_scorer
 from exporters.verify import verify_model_dir
 from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS, Manifest
+from monitor.score.text import sentiment_probs
 
 Array = np.ndarray[Any, Any]
 SET_NAMES = ("phrasebank_test", "phrasebank_allagree_test", "twitter_valid", "risk_test")
@@ -338,6 +339,11 @@ def evaluate_model_dir(
     report(
         f"riskwire eval {model_dir} variant={variant} ({manifest.variants[variant]}) "
         f"model={manifest.name} {manifest.version} temperature={manifest.temperature:.3f}"
+        + (
+            " bias " + " ".join(f"{k} {v:+.3f}" for k, v in manifest.sentiment_bias.items())
+            if manifest.sentiment_bias
+            else ""
+        )
     )
     results: dict[str, Any] = {"variant": variant, "model": f"{manifest.name} {manifest.version}"}
     base_sent = SentimentBaseline().fit(data.sentiment_train) if baseline else None
@@ -365,11 +371,13 @@ def evaluate_model_dir(
         reference = _sentiment_logits(ref, pb_texts, allagree, tw_texts)
     theirs = _sentiment_logits(other[1], pb_texts, allagree, tw_texts) if other else {}
     for name, texts, y, logits in sets:
-        probs = calibrate.softmax(logits, manifest.temperature)
+        # Labels as the daemon gives them: argmax of the calibrated probabilities (a class bias
+        # can move one), for this model, its fp32 reference and the model compared against.
+        probs = sentiment_probs(logits, manifest)
         pred = probs.argmax(axis=1)
         rep = sentiment_report(y, pred, probs)
         if name in reference:
-            ref_pred = reference[name].argmax(axis=1)
+            ref_pred = sentiment_probs(reference[name], manifest).argmax(axis=1)
             rep["fp32_argmax_agreement"] = float(np.mean(ref_pred == pred))
             # Accuracy of this variant minus fp32's on the same rows, with a paired interval.
             rep["vs_fp32"] = {
@@ -384,7 +392,8 @@ def evaluate_model_dir(
             rep["baseline"] = {k: base_rep[k] for k in ("accuracy", "macro_f1", "weighted_f1")}
             rep["baseline"]["gain_ci95"] = _gains(SENTIMENT_METRICS, y, pred, base_pred)
         if name in theirs:
-            their_pred = theirs[name].argmax(axis=1)
+            assert other is not None
+            their_pred = sentiment_probs(theirs[name], other[0]).argmax(axis=1)
             rep["against"] = _comparison(SENTIMENT_METRICS, y, pred, their_pred, str(against))
         results[name] = rep
         for line in _fmt_sentiment(name, rep, base_rep):

@@ -31,7 +31,7 @@ from exporters.scoring import OnnxScorer
 from exporters.smoothquant import calibration_feeds
 from exporters.train import TrainResult, calibration_texts
 from exporters.verify import verify_model_dir
-from monitor.score.manifest import RISK_TAGS, Manifest
+from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS, Manifest
 
 MODEL_NAME = "riskwire-minilm-l6"
 MODEL_VERSION = "1.0.0"
@@ -92,13 +92,15 @@ def build_model_dir(
     s_logits = np.concatenate([val_logits[n][0] for n, _ in sent_sets])
     s_labels = np.concatenate([vs.sentiment for _, vs in sent_sets if vs.sentiment is not None])
     s_groups = np.concatenate([np.full(len(vs.texts), i) for i, (_, vs) in enumerate(sent_sets)])
-    temperature = calibrate.fit_temperature(s_logits, s_labels, s_groups)
+    scaling, choice = calibrate.choose_scaling(s_logits, s_labels, s_groups)
     ece_before = calibrate.expected_calibration_error(calibrate.softmax(s_logits), s_labels)
-    ece_after = calibrate.expected_calibration_error(
-        calibrate.softmax(s_logits, temperature), s_labels
-    )
+    ece_after = calibrate.expected_calibration_error(scaling.probs(s_logits), s_labels)
+    bias = dict(zip(SENTIMENT_LABELS, scaling.bias, strict=True))
     calibration: dict[str, Any] = {
-        "temperature": round(temperature, 4),
+        "method": choice["method"],
+        "cv_nll": choice["cv_nll"],
+        "temperature": round(scaling.temperature, 4),
+        "sentiment_bias": {k: round(v, 4) for k, v in bias.items()},
         "validation_ece_before": round(ece_before, 4),
         "validation_ece_after": round(ece_after, 4),
         "validation_rows": int(len(s_labels)),
@@ -106,9 +108,7 @@ def build_model_dir(
     for i, (name, _) in enumerate(sent_sets):
         sel = s_groups == i
         calibration[f"{name}_validation_ece_after"] = round(
-            calibrate.expected_calibration_error(
-                calibrate.softmax(s_logits[sel], temperature), s_labels[sel]
-            ),
+            calibrate.expected_calibration_error(scaling.probs(s_logits[sel]), s_labels[sel]),
             4,
         )
     thresholds = dict.fromkeys(RISK_TAGS, 0.5)
@@ -183,7 +183,8 @@ def build_model_dir(
         base_model=BASE_MODEL_NAME,
         max_length=cfg.max_length,
         variants=variants,
-        temperature=temperature,
+        temperature=scaling.temperature,
+        sentiment_bias=bias,
         thresholds=thresholds,
         metrics={"validation": result.best, "calibration": calibration},
         data_fingerprint=result.data_fingerprint,

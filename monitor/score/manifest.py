@@ -64,6 +64,10 @@ class Manifest(BaseModel):
     max_length: int = Field(ge=8, le=512)
     labels: Labels = Labels()
     temperature: float = Field(default=1.0, gt=0)
+    sentiment_bias: dict[str, float] = Field(
+        default_factory=dict,
+        description="per sentiment label, added to logits / temperature (missing labels: 0)",
+    )
     thresholds: dict[str, float] = Field(default_factory=dict, description="per risk tag")
     inputs: tuple[str, ...] = ("input_ids", "attention_mask")
     outputs: tuple[str, ...] = (SENTIMENT_OUTPUT, RISK_OUTPUT)
@@ -83,10 +87,17 @@ class Manifest(BaseModel):
         unknown = set(self.thresholds) - set(self.labels.risk)
         if unknown:
             raise ValueError(f"thresholds for unknown risk tags: {sorted(unknown)}")
+        unknown = set(self.sentiment_bias) - set(self.labels.sentiment)
+        if unknown:
+            raise ValueError(f"sentiment_bias for unknown sentiment labels: {sorted(unknown)}")
         return self
 
     def threshold(self, tag: str) -> float:
         return self.thresholds.get(tag, 0.5)
+
+    def bias(self) -> tuple[float, ...]:
+        """The sentiment bias in label order (0 for a label it does not name)."""
+        return tuple(self.sentiment_bias.get(label, 0.0) for label in self.labels.sentiment)
 
 
 def sha256_file(path: Path) -> str:

@@ -75,11 +75,21 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def sentiment_probs(sent_logits: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """Calibrated sentiment probabilities: softmax(logits / temperature + bias).
+
+    The one place the calibration is applied: the daemon, replay, eval and distillation all
+    call it, so the label a desk sees is the label the reported figures were measured on.
+    """
+    z = sent_logits.astype(np.float64) / manifest.temperature
+    return _softmax(z + np.asarray(manifest.bias(), dtype=np.float64))
+
+
 def decode_outputs(
     sent_logits: np.ndarray, risk_logits: np.ndarray, manifest: Manifest
 ) -> list[tuple[Sentiment, tuple[RiskTag, ...]]]:
-    """Per row: sentiment (temperature-scaled softmax) and the risk tags at/above threshold."""
-    probs = _softmax(sent_logits.astype(np.float64) / manifest.temperature)
+    """Per row: calibrated sentiment (see sentiment_probs) and the risk tags at/above threshold."""
+    probs = sentiment_probs(sent_logits, manifest)
     risk_p = _sigmoid(risk_logits.astype(np.float64))
     labels = manifest.labels.sentiment
     tags = manifest.labels.risk

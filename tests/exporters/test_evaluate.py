@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 
 from exporters.calibrate import (
+    Scaling,
+    choose_scaling,
     ece_sampling_floor,
     expected_calibration_error,
+    fit_scaling,
     fit_temperature,
     fit_thresholds,
+    scaled_nll,
     softmax,
 )
 from exporters.evaluate import SET_NAMES, risk_report, sentiment_report
@@ -200,3 +204,43 @@ def test_eval_against_a_model_without_the_variant_is_refused(
     )
     assert code == 1
     assert "no 'fp16' variant" in capsys.readouterr().err
+
+
+def _draw(n: int, temperature: float, bias: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits, and labels drawn from softmax(logits / temperature + bias)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2.0, (n, 3))
+    z = logits / temperature + bias
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = (rng.random(n)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
+    return logits, labels
+
+
+def test_fit_scaling_recovers_temperature_and_class_bias() -> None:
+    bias = np.array([-0.4, 0.5, -0.1])  # centred
+    logits, labels = _draw(20_000, 2.0, bias, seed=3)
+    sc = fit_scaling(logits, labels)
+    assert sc.temperature == pytest.approx(2.0, rel=0.06)
+    assert np.allclose(sc.bias, bias, atol=0.06)
+    assert sum(sc.bias) == pytest.approx(0.0, abs=1e-9)
+    # Temperature alone cannot express the prior shift: its NLL is worse on fresh rows.
+    fresh, fresh_y = _draw(20_000, 2.0, bias, seed=4)
+    t_only = Scaling(fit_temperature(logits, labels), (0.0, 0.0, 0.0))
+    assert scaled_nll(sc, fresh, fresh_y) < scaled_nll(t_only, fresh, fresh_y) - 0.005
+
+
+def test_choose_scaling_takes_the_bias_only_when_held_out_rows_need_it() -> None:
+    groups = np.repeat([0, 1], [1500, 3000])
+    shifted = [_draw(1500, 1.5, np.array([-0.5, 0.6, -0.1]), 5), _draw(3000, 1.5, np.zeros(3), 6)]
+    logits = np.concatenate([x for x, _ in shifted])
+    labels = np.concatenate([y for _, y in shifted])
+    sc, info = choose_scaling(logits, labels, groups)
+    assert info["method"] == "temperature_bias"
+    assert info["cv_nll"]["temperature_bias"] < info["cv_nll"]["temperature"]
+    assert sc.bias[1] > 0.1 and sc.bias[0] < -0.1
+    # Without any prior shift the bias has nothing to correct: whichever wins, it stays near 0.
+    plain_x, plain_y = _draw(4500, 1.5, np.zeros(3), 7)
+    sc, info = choose_scaling(plain_x, plain_y, groups)
+    assert max(abs(b) for b in sc.bias) < 0.1
+    assert sc.temperature == pytest.approx(1.5, rel=0.1)

@@ -15,6 +15,7 @@ from monitor.score.config import ScoreConfig
 from monitor.score.manifest import MANIFEST_NAME, RISK_TAGS
 from monitor.score.model import load_model
 from monitor.score.runtime import CPU, CUDA, select_runtime, thread_plan
+from monitor.score.text import decode_outputs
 
 from .kit import copy_model, rewrite_manifest
 
@@ -183,3 +184,38 @@ def test_io_binding_path_gives_the_same_logits(tiny_model: Path) -> None:
     bound = model.infer(ids, np.ones_like(ids))
     for a, b in zip(plain, bound, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_refuses_a_sentiment_bias_for_an_unknown_label(tiny_model: Path, tmp_path: Path) -> None:
+    broken = copy_model(tiny_model, tmp_path / "m")
+    doc = json.loads((broken / MANIFEST_NAME).read_text())
+    doc["sentiment_bias"] = {"neutral": 0.2, "bullish": 0.3}  # the manifest is not hashed
+    (broken / MANIFEST_NAME).write_text(json.dumps(doc))
+    with pytest.raises(
+        ModelError, match=r"sentiment_bias for unknown sentiment labels: \['bullish'\]"
+    ):
+        load_model(broken, CFG)
+
+
+def test_the_calibration_bias_moves_the_label_the_daemon_gives(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """softmax(logits / T + b): what decode_outputs labels with, for every scored item."""
+    biased = copy_model(tiny_model, tmp_path / "m")
+    rewrite_manifest(biased, temperature=2.0, sentiment_bias={"negative": -0.2, "neutral": 0.3})
+    model = load_model(biased, CFG)
+    assert model.manifest.bias() == (-0.2, 0.3, 0.0)
+    logits = np.array([[1.0, 0.8, 0.0], [0.0, 0.0, 3.0]])
+    rows = decode_outputs(logits, np.zeros((2, len(RISK_TAGS))), model.manifest)
+    z = logits / 2.0 + np.array([-0.2, 0.3, 0.0])
+    want = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert [s.label for s, _ in rows] == ["neutral", "positive"]  # argmax of raw row 0: negative
+    for (s, _), p in zip(rows, want, strict=True):
+        assert [s.probs[k] for k in ("negative", "neutral", "positive")] == pytest.approx(
+            p, abs=1e-6
+        )
+    # The same manifest without the bias gives the raw argmax back.
+    plain = decode_outputs(
+        logits, np.zeros((2, len(RISK_TAGS))), load_model(tiny_model, CFG).manifest
+    )
+    assert plain[0][0].label == "negative"
