@@ -26,7 +26,7 @@ from exporters.export import (
     validate_outputs,
 )
 from exporters.model import BASE_MODEL_NAME
-from exporters.quantize import RECIPES, Int8Recipe, choose_int8, convert_fp16
+from exporters.quantize import RECIPES, Int8Recipe, at_decisions, choose_int8, convert_fp16
 from exporters.scoring import OnnxScorer
 from exporters.smoothquant import calibration_feeds
 from exporters.train import TrainResult, calibration_texts
@@ -154,7 +154,9 @@ def build_model_dir(
         steps["int8"] = choose_int8(
             fp32,
             out_dir / "model.int8.onnx",
-            score,
+            at_decisions(
+                score, scaling.temperature, scaling.bias, [thresholds[t] for t in RISK_TAGS]
+            ),
             labels,
             int8_recipes,
             report=report,

@@ -179,6 +179,25 @@ def _quantize_dynamic(src: Path, dst: Path, recipe: Int8Recipe, exclude: list[st
 Scorer = Callable[[Path], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
 
 
+def at_decisions(
+    score: Scorer, temperature: float, bias: Sequence[float], thresholds: Sequence[float]
+) -> Scorer:
+    """``score`` moved to where the daemon decides, so that agreement counts shipped labels.
+
+    Sentiment logits become ``logits / temperature + bias`` (a class bias moves the argmax
+    boundary); risk logits have each tag's threshold logit subtracted (a tag is on above 0).
+    """
+    t = np.asarray(thresholds, dtype=np.float64)  # fit_thresholds keeps them in [0.05, 0.95]
+    cut = np.log(t / (1.0 - t))
+    shift = np.asarray(bias, dtype=np.float64)
+
+    def scored(path: Path) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        s, r = score(path)
+        return s / temperature + shift, r - cut
+
+    return scored
+
+
 def compare(
     ref: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
     got: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],

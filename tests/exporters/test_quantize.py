@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from exporters.quantize import Int8Recipe, choose_int8
+from exporters.quantize import Int8Recipe, at_decisions, choose_int8, compare
 from exporters.tiny import build_tiny_model_dir
 
 ROWS = 200
@@ -73,3 +73,18 @@ def test_a_recipe_losing_more_than_half_a_point_of_validation_accuracy_is_passed
     assert rows["per_channel"]["fp32_accuracy"] - rows["per_channel"]["accuracy"] > 0.005
     assert got["chosen"] == "matmul_only"
     assert got["accuracy_drop_bar"] == 0.005
+
+
+def test_agreement_is_counted_at_the_shipped_decisions_not_the_raw_logits() -> None:
+    """Raw argmax and raw risk signs agree; after the calibration bias and a 0.55 threshold
+    (what the daemon applies), the two graphs give different labels and tags."""
+    outputs = {
+        Path("ref"): (np.array([[1.0, 0.9, 0.0]]), np.array([[0.1]])),
+        Path("got"): (np.array([[1.0, 0.7, 0.0]]), np.array([[0.3]])),
+    }
+    raw = compare(outputs[Path("ref")], outputs[Path("got")])
+    assert raw["sentiment_argmax_agreement"] == 1.0 and raw["risk_decision_agreement"] == 1.0
+    shipped = at_decisions(outputs.__getitem__, 1.0, [0.0, 0.2, 0.0], [0.55])
+    moved = compare(shipped(Path("ref")), shipped(Path("got")))
+    assert moved["sentiment_argmax_agreement"] == 0.0  # neutral (1.1 > 1.0) against negative
+    assert moved["risk_decision_agreement"] == 0.0  # 0.1 < logit(0.55) = 0.2 < 0.3
