@@ -81,7 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="PATH",
         help="saved RSS/Atom/JSON Feed files or folders, parsed like the collector does",
     )
-    p.add_argument("--from", dest="from_", metavar="TIME", help="start of the range (inclusive)")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        metavar="TIME",
+        help="start of the range (inclusive), in published_at time; the bus too is read by it",
+    )
     p.add_argument("--to", metavar="TIME", help="end of the range (exclusive)")
     p.add_argument(
         "--warmup",
