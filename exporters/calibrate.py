@@ -17,6 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
 
+from monitor.score.text import calibrated_logits
+
 Array = NDArray[np.float64]
 
 
@@ -40,11 +42,13 @@ def nll(
     groups: NDArray[np.integer] | None = None,
 ) -> float:
     """Mean negative log-likelihood; with ``groups``, the mean of each group's mean."""
-    p = softmax(logits, temperature)
-    losses = -np.log(p[np.arange(len(labels)), labels] + 1e-12)
-    if groups is None:
-        return float(np.mean(losses))
-    return float(np.mean([losses[groups == g].mean() for g in np.unique(groups)]))
+    losses = _row_losses(softmax(logits, temperature), labels)
+    return float(np.sum(_row_weights(len(labels), groups) * losses))
+
+
+def _row_losses(probs: NDArray[np.floating], labels: NDArray[np.integer]) -> Array:
+    out: Array = -np.log(probs[np.arange(len(labels)), labels] + 1e-12)
+    return out
 
 
 def expected_calibration_error(
@@ -105,8 +109,7 @@ class Scaling:
     bias: tuple[float, ...]
 
     def probs(self, logits: NDArray[np.floating]) -> Array:
-        z = np.asarray(logits, dtype=np.float64) / self.temperature
-        return softmax(z + np.asarray(self.bias, dtype=np.float64))
+        return softmax(calibrated_logits(np.asarray(logits), self.temperature, self.bias))
 
 
 def _row_weights(n: int, groups: NDArray[np.integer] | None) -> Array:
@@ -127,8 +130,7 @@ def scaled_nll(
     labels: NDArray[np.integer],
     groups: NDArray[np.integer] | None = None,
 ) -> float:
-    p = scaling.probs(logits)
-    losses = -np.log(p[np.arange(len(labels)), labels] + 1e-12)
+    losses = _row_losses(scaling.probs(logits), labels)
     return float(np.sum(_row_weights(len(labels), groups) * losses))
 
 
@@ -196,8 +198,7 @@ def choose_scaling(
         for f in range(folds):
             tr, te = fold != f, fold == f
             sc = fit(logits[tr], labels[tr], groups[tr])
-            p = sc.probs(logits[te])
-            losses[te] = -np.log(p[np.arange(int(te.sum())), labels[te]] + 1e-12)
+            losses[te] = _row_losses(sc.probs(logits[te]), labels[te])
         held_out[name] = losses
     w = _row_weights(len(labels), groups)
     cv = {name: round(float(np.sum(w * losses)), 5) for name, losses in held_out.items()}

@@ -21,6 +21,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from exporters.smoothquant import Feed, activation_ranges, smooth_graph
 from monitor.logs import get_logger
+from monitor.score.text import calibrated_logits
 
 log = get_logger("exporters.quantize")
 
@@ -189,11 +190,10 @@ def at_decisions(
     """
     t = np.asarray(thresholds, dtype=np.float64)  # fit_thresholds keeps them in [0.05, 0.95]
     cut = np.log(t / (1.0 - t))
-    shift = np.asarray(bias, dtype=np.float64)
 
     def scored(path: Path) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         s, r = score(path)
-        return s / temperature + shift, r - cut
+        return calibrated_logits(s, temperature, bias), r - cut
 
     return scored
 

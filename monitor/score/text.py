@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,14 +76,23 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def calibrated_logits(
+    sent_logits: np.ndarray, temperature: float, bias: Sequence[float]
+) -> np.ndarray:
+    """``logits / temperature + bias``: where calibrated sentiment decides (argmax)."""
+    out: np.ndarray = sent_logits.astype(np.float64) / temperature + np.asarray(
+        bias, dtype=np.float64
+    )
+    return out
+
+
 def sentiment_probs(sent_logits: np.ndarray, manifest: Manifest) -> np.ndarray:
     """Calibrated sentiment probabilities: softmax(logits / temperature + bias).
 
     The one place the calibration is applied: the daemon, replay, eval and distillation all
     call it, so the label a desk sees is the label the reported figures were measured on.
     """
-    z = sent_logits.astype(np.float64) / manifest.temperature
-    return _softmax(z + np.asarray(manifest.bias(), dtype=np.float64))
+    return _softmax(calibrated_logits(sent_logits, manifest.temperature, manifest.bias()))
 
 
 def decode_outputs(
