@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
 
-from monitor.score.text import calibrated_logits
+from monitor.score.text import calibrated_probs
 
 Array = NDArray[np.float64]
 
@@ -42,13 +42,7 @@ def nll(
     groups: NDArray[np.integer] | None = None,
 ) -> float:
     """Mean negative log-likelihood; with ``groups``, the mean of each group's mean."""
-    losses = _row_losses(softmax(logits, temperature), labels)
-    return float(np.sum(_row_weights(len(labels), groups) * losses))
-
-
-def _row_losses(probs: NDArray[np.floating], labels: NDArray[np.integer]) -> Array:
-    out: Array = -np.log(probs[np.arange(len(labels)), labels] + 1e-12)
-    return out
+    return scaled_nll(Scaling(temperature, (0.0,) * logits.shape[1]), logits, labels, groups)
 
 
 def expected_calibration_error(
@@ -109,7 +103,13 @@ class Scaling:
     bias: tuple[float, ...]
 
     def probs(self, logits: NDArray[np.floating]) -> Array:
-        return softmax(calibrated_logits(np.asarray(logits), self.temperature, self.bias))
+        out: Array = calibrated_probs(np.asarray(logits), self.temperature, self.bias)
+        return out
+
+
+def _row_losses(probs: NDArray[np.floating], labels: NDArray[np.integer]) -> Array:
+    out: Array = -np.log(probs[np.arange(len(labels)), labels] + 1e-12)
+    return out
 
 
 def _row_weights(n: int, groups: NDArray[np.integer] | None) -> Array:

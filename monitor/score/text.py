@@ -92,7 +92,14 @@ def sentiment_probs(sent_logits: np.ndarray, manifest: Manifest) -> np.ndarray:
     The one place the calibration is applied: the daemon, replay, eval and distillation all
     call it, so the label a desk sees is the label the reported figures were measured on.
     """
-    return _softmax(calibrated_logits(sent_logits, manifest.temperature, manifest.bias()))
+    return calibrated_probs(sent_logits, manifest.temperature, manifest.bias())
+
+
+def calibrated_probs(
+    sent_logits: np.ndarray, temperature: float, bias: Sequence[float]
+) -> np.ndarray:
+    """``softmax(logits / temperature + bias)`` for a calibration not (yet) in a manifest."""
+    return _softmax(calibrated_logits(sent_logits, temperature, bias))
 
 
 def decode_outputs(
