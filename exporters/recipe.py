@@ -74,6 +74,12 @@ class TrainConfig(BaseModel):
     # and a model sure of itself on them is miscalibrated there.
     agreement_smoothing: dict[int, float] = {100: 0.0, 75: 0.15, 66: 0.3, 50: 0.45}
     twitter_smoothing: float = 0.05
+    # Twitter rows outnumber PhraseBank train rows 2.2 : 1 and pull the one sentiment head towards
+    # Twitter's house conventions; the per-batch loss is a weighted mean, so a lower weight shifts
+    # the balance towards PhraseBank without seeing its rows more often (phrasebank_repeat does).
+    twitter_weight: float = Field(
+        default=1.0, ge=0, description="sentiment loss weight of Twitter training rows"
+    )
     hand_sentiment_weight: float = 0.5
     ema_decay: float | None = Field(
         default=0.998, gt=0, lt=1, description="also validate an EMA of the weights (None: off)"

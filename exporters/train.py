@@ -142,7 +142,7 @@ def build_training_set(
                 Example(
                     r.text,
                     _onehot(r.label, cfg.twitter_smoothing),
-                    1.0,
+                    cfg.twitter_weight,
                     lexicon.vector(r.text),
                     cfg.weak_risk_weight,
                     "twitter",

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from exporters import commands, recipe, train  # noqa: E402
+from exporters import data as ds  # noqa: E402
 from exporters.distill import teacher_probabilities  # noqa: E402
 from exporters.model import load_classifier  # noqa: E402
 from exporters.tiny import build_tiny_model_dir  # noqa: E402
@@ -155,3 +156,20 @@ def test_distilled_mixes_the_teacher_into_sentiment_targets_only(tmp_path: Path)
 def test_distill_alpha_outside_0_1_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="distill_alpha"):
         commands.train_config({"distill_alpha": 1.5})
+
+
+def test_twitter_weight_sets_the_loss_weight_of_twitter_rows_only() -> None:
+    root = ds.resolve_datasets(None)
+    base = {"limit_per_source": 12, "risk_repeat": 1}
+    plain, _, _, _ = train.build_training_set(commands.train_config(base), root)
+    cfg = commands.train_config({**base, "twitter_weight": 0.25})
+    weighted, _, _, _ = train.build_training_set(cfg, root)
+    assert [e.text for e in weighted] == [e.text for e in plain]
+    for a, b in zip(plain, weighted, strict=True):
+        if a.source == "twitter":
+            assert (a.sent_weight, b.sent_weight) == (1.0, 0.25)
+        else:
+            assert b.sent_weight == a.sent_weight
+    assert {e.source for e in weighted} >= {"twitter", "phrasebank", "risk"}
+    with pytest.raises(ConfigError, match="twitter_weight"):
+        commands.train_config({"twitter_weight": -1})
