@@ -18,20 +18,15 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 
 from monitor.score.text import calibrated_probs
+from monitor.score.text import sigmoid as sigmoid  # re-exported: the one risk-tag sigmoid
 
 Array = NDArray[np.float64]
 
 
 def softmax(logits: NDArray[np.floating], temperature: float = 1.0) -> Array:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: Array = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
-def sigmoid(logits: NDArray[np.floating]) -> Array:
-    out: Array = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    """Temperature-scaled softmax: the daemon's calibrated probabilities at zero bias."""
+    x = np.asarray(logits)
+    out: Array = calibrated_probs(x, temperature, (0.0,) * x.shape[1])
     return out
 
 

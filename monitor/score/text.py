@@ -71,8 +71,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Risk-tag probabilities, in float64 (exporters' threshold fitting uses the same one)."""
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
     return out
 
 
@@ -107,7 +108,7 @@ def decode_outputs(
 ) -> list[tuple[Sentiment, tuple[RiskTag, ...]]]:
     """Per row: calibrated sentiment (see sentiment_probs) and the risk tags at/above threshold."""
     probs = sentiment_probs(sent_logits, manifest)
-    risk_p = _sigmoid(risk_logits.astype(np.float64))
+    risk_p = sigmoid(risk_logits)
     labels = manifest.labels.sentiment
     tags = manifest.labels.risk
     thresholds = np.array([manifest.threshold(t) for t in tags])
