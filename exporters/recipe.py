@@ -112,6 +112,11 @@ class TrainConfig(BaseModel):
     distill_alpha: float = Field(
         default=0.5, ge=0, le=1, description="teacher share of each sentiment target"
     )
+    # Sharpness-aware minimisation (exporters/sam.py): each step's gradient is taken at the worst
+    # weights within this L2 radius; every step pays a second forward and backward pass.
+    sam_rho: float = Field(
+        default=0.0, ge=0, description="SAM neighbourhood radius (0: off; ~2x the step cost)"
+    )
     # Task-adaptive pretraining (exporters/adapt.py): masked-LM epochs over the training texts
     # before fine-tuning starts. Off by default.
     mlm_epochs: float = Field(

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from tqdm import tqdm
 
-from exporters import adapt, distill
+from exporters import adapt, distill, sam
 from exporters import data as ds
 from exporters.batching import length_bucketed_batches, pad_batch
 from exporters.bundle import fingerprint_files
@@ -322,6 +322,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         )
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
+    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(param_groups(model, cfg))
     schedule = LinearSchedule(total, round(cfg.warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -361,16 +362,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             rows = [examples[i] for i in batch]
             again = _rdrop_rows(cfg, rows)
             ids, mask = pad_batch([seqs[i] for i in batch] + [seqs[batch[j]] for j in again])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                sent_logits, risk_logits = model(ids, mask)
-            n = len(batch)
-            loss = _loss(cfg, rows, sent_logits[:n].float(), risk_logits[:n].float())
-            if again:
-                loss = loss + cfg.rdrop_weight * symmetric_kl(
-                    sent_logits[again].float(), sent_logits[n:].float()
-                )
             optimizer.zero_grad(set_to_none=True)
+            loss = _batch_loss(cfg, model, rows, again, ids, mask, precision)
             loss.backward()  # type: ignore[no-untyped-call]
+            if cfg.sam_rho > 0:
+                with sam.ascended(trainable, cfg.sam_rho):
+                    _batch_loss(cfg, model, rows, again, ids, mask, precision).backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -478,6 +475,27 @@ def _loss(
     ).mean(dim=1)
     risk_loss = (bce * risk_w).sum() / risk_w.sum().clamp(min=1e-6)
     return sent_loss + cfg.risk_loss_weight * risk_loss
+
+
+def _batch_loss(
+    cfg: TrainConfig,
+    model: TwoHeadClassifier,
+    rows: Sequence[Example],
+    again: Sequence[int],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    precision: str,
+) -> torch.Tensor:
+    """One batch's training loss; rows listed in ``again`` follow the batch a second time."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        sent_logits, risk_logits = model(ids, mask)
+    n = len(rows)
+    loss = _loss(cfg, rows, sent_logits[:n].float(), risk_logits[:n].float())
+    if again:
+        loss = loss + cfg.rdrop_weight * symmetric_kl(
+            sent_logits[list(again)].float(), sent_logits[n:].float()
+        )
+    return loss
 
 
 def _rdrop_rows(cfg: TrainConfig, rows: Sequence[Example]) -> list[int]:
