@@ -75,8 +75,13 @@ def load_classifier(
     pooling: str = "mean",
     n_risk: int = 11,
     pretrained: bool = True,
+    encoder_dropout: float | None = None,
 ) -> TwoHeadClassifier:
-    """Build the classifier on the packaged encoder; ``layers`` truncates it (for tests)."""
+    """Build the classifier on the packaged encoder; ``layers`` truncates it (for tests).
+
+    ``encoder_dropout`` replaces the encoder's hidden and attention dropout (None: the base
+    model's own).
+    """
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -86,6 +91,9 @@ def load_classifier(
     config = AutoConfig.from_pretrained(str(src))
     if layers is not None:
         config.num_hidden_layers = layers
+    if encoder_dropout is not None:
+        config.hidden_dropout_prob = encoder_dropout
+        config.attention_probs_dropout_prob = encoder_dropout
     if pretrained:
         encoder = AutoModel.from_pretrained(str(src), config=config, add_pooling_layer=False)
     else:

@@ -42,6 +42,12 @@ class TrainConfig(BaseModel):
     weight_decay: float = 0.01
     warmup: float = Field(default=0.06, ge=0, lt=1, description="fraction of steps")
     pooling: str = "mean"
+    encoder_dropout: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="encoder hidden and attention dropout (default: the base model's, 0.1)",
+    )
     layers: int | None = Field(default=None, description="truncate the encoder (tests)")
     seed: int = 20261201
     order_seed: int | None = Field(

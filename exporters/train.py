@@ -305,7 +305,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     precision = resolve_precision(cfg.precision)
     counts["precision"] = precision
     validation = build_validation(cfg, root)
-    model = load_classifier(layers=cfg.layers, pooling=cfg.pooling, n_risk=len(RISK_TAGS))
+    model = load_classifier(
+        layers=cfg.layers,
+        pooling=cfg.pooling,
+        n_risk=len(RISK_TAGS),
+        encoder_dropout=cfg.encoder_dropout,
+    )
     if cfg.freeze_word_embeddings:
         encoder: Any = model.encoder
         encoder.embeddings.word_embeddings.weight.requires_grad_(False)

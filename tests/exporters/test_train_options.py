@@ -173,3 +173,16 @@ def test_twitter_weight_sets_the_loss_weight_of_twitter_rows_only() -> None:
     assert {e.source for e in weighted} >= {"twitter", "phrasebank", "risk"}
     with pytest.raises(ConfigError, match="twitter_weight"):
         commands.train_config({"twitter_weight": -1})
+
+
+def _dropout_rates(model: torch.nn.Module) -> set[float]:
+    return {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)}
+
+
+def test_encoder_dropout_replaces_the_base_models_and_rejects_one_or_more() -> None:
+    model = load_classifier(layers=1, n_risk=11, encoder_dropout=0.3)
+    assert _dropout_rates(model) == {0.3}
+    assert model.encoder.config.attention_probs_dropout_prob == 0.3
+    assert _dropout_rates(load_classifier(layers=1, n_risk=11)) == {0.1}
+    with pytest.raises(ConfigError, match="encoder_dropout"):
+        commands.train_config({"encoder_dropout": 1.0})
