@@ -44,6 +44,8 @@ class TwoHeadClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.sentiment_head = nn.Linear(hidden, n_sentiment)
         self.risk_head = nn.Linear(hidden, n_risk)
+        # Attached after training (exporters/memory.py); None while the weights train.
+        self.memory: NeighbourVote | None = None
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # token_type_ids is all zeros for single sentences; passing it explicitly keeps it out of
@@ -64,8 +66,71 @@ class TwoHeadClassifier(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.dropout(self.pool(input_ids, attention_mask))
-        return self.sentiment_head(pooled), self.risk_head(pooled)
+        pooled = self.pool(input_ids, attention_mask)
+        dropped = self.dropout(pooled)
+        sentiment = self.sentiment_head(dropped)
+        if self.memory is not None:
+            sentiment = self.memory(pooled, sentiment)
+        return sentiment, self.risk_head(dropped)
+
+
+class NeighbourVote(nn.Module):
+    """Mixes the sentiment head with the labels of the nearest training sentences.
+
+    ``keys`` are the pooled vectors of labelled training rows under the trained encoder, and
+    ``labels`` their classes. For each input, the ``k`` keys with the highest cosine similarity
+    vote with weights ``softmax(similarity / temperature)``; the output is
+    ``log((1 - weight) * softmax(head logits) + weight * votes)``, floored at 1e-6 before the
+    log so that a class no neighbour holds stays finite in every precision. Log-probabilities
+    are logits: the calibration and the daemon's softmax read them the same way.
+
+    Everything lives in this module so that its graph nodes share the ``/memory/`` name part,
+    which int8 and fp16 conversion leave in fp32 (a coarser similarity reorders neighbours).
+    """
+
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        n_classes: int,
+        k: int,
+        temperature: float,
+        weight: float,
+    ) -> None:
+        super().__init__()
+        if keys.ndim != 2 or labels.shape != (keys.shape[0],) or keys.shape[0] == 0:
+            raise ValueError(
+                f"memory needs keys [N, H] and N labels with N > 0; got keys "
+                f"{tuple(keys.shape)} and labels {tuple(labels.shape)}"
+            )
+        if not 0.0 < weight < 1.0 or temperature <= 0.0 or k < 1:
+            raise ValueError(
+                f"memory needs 0 < weight < 1, temperature > 0 and k >= 1; got weight "
+                f"{weight}, temperature {temperature}, k {k}"
+            )
+        unit = nn.functional.normalize(keys.float(), dim=1)
+        self.register_buffer("keys_t", unit.t().contiguous())
+        self.register_buffer(
+            "votes", nn.functional.one_hot(labels.long(), n_classes).to(torch.float32)
+        )
+        self.keys_t: torch.Tensor
+        self.votes: torch.Tensor
+        self.k = min(k, int(keys.shape[0]))
+        self.temperature = temperature
+        self.weight = weight
+
+    def neighbour_probs(self, pooled: torch.Tensor) -> torch.Tensor:
+        """[B, n_classes]: the similarity-weighted label vote of each row's k nearest keys."""
+        sims = nn.functional.normalize(pooled, dim=1) @ self.keys_t
+        top, idx = torch.topk(sims, self.k, dim=1)
+        share = torch.softmax(top / self.temperature, dim=1)
+        return (share.unsqueeze(-1) * self.votes[idx]).sum(dim=1)
+
+    def forward(self, pooled: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        mixed = (1.0 - self.weight) * torch.softmax(logits, dim=1)
+        mixed = mixed + self.weight * self.neighbour_probs(pooled)
+        return torch.log(torch.clamp(mixed, min=1e-6))
 
 
 def load_classifier(

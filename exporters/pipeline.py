@@ -1,8 +1,9 @@
 """From a trained classifier to a verified model directory (``riskwire train`` / ``export``).
 
-Order: export fp32 -> check against PyTorch (fast + slow shapes) -> ORT graph optimisation ->
-check again -> calibrate on validation with the shipping graph -> int8 (recipe measured) ->
-fp16 -> tokenizer -> manifest (written last, hashing every file) -> verify like the daemon.
+Order: attach the nearest-neighbour memory (exporters/memory.py) -> export fp32 -> check
+against PyTorch (fast + slow shapes) -> ORT graph optimisation -> check again -> calibrate on
+validation with the shipping graph -> int8 (recipe measured) -> fp16 -> tokenizer -> manifest
+(written last, hashing every file) -> verify like the daemon.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from exporters.export import (
     torch_reference,
     validate_outputs,
 )
+from exporters.memory import build_memory, validation_effect
 from exporters.model import BASE_MODEL_NAME
 from exporters.quantize import RECIPES, Int8Recipe, at_decisions, choose_int8, convert_fp16
 from exporters.scoring import OnnxScorer
@@ -47,6 +49,45 @@ def build_model_dir(
     threads: int = 2,
     int8_recipes: Sequence[Int8Recipe] = RECIPES,
     report: Callable[[str], None] = print,
+) -> Manifest:
+    """Export ``result`` with its recipe's nearest-neighbour memory attached (when
+    ``memory_weight > 0``); ``result.model`` is left without it, as training left it."""
+    memory_info: dict[str, Any] | None = None
+    if result.config.memory_weight > 0:
+        t0 = time.monotonic()
+        memory, memory_info = build_memory(result.model, result.tokenizer, result.config)
+        memory_info["validation"] = validation_effect(
+            result.model, result.tokenizer, memory, result.validation
+        )
+        memory_info["seconds"] = round(time.monotonic() - t0, 1)
+        report(f"memory: {memory_info}")
+    try:
+        return _build_model_dir(
+            result,
+            out_dir,
+            memory_info,
+            slow_check=slow_check,
+            int8=int8,
+            fp16=fp16,
+            threads=threads,
+            int8_recipes=int8_recipes,
+            report=report,
+        )
+    finally:
+        result.model.memory = None
+
+
+def _build_model_dir(
+    result: TrainResult,
+    out_dir: Path,
+    memory_info: dict[str, Any] | None,
+    *,
+    slow_check: bool,
+    int8: bool,
+    fp16: bool,
+    threads: int,
+    int8_recipes: Sequence[Int8Recipe],
+    report: Callable[[str], None],
 ) -> Manifest:
     t0 = time.monotonic()
     cfg = result.config
@@ -176,6 +217,7 @@ def build_model_dir(
         "counts": result.counts,
         "lexicon_version": result.lexicon_version,
         "calibration": calibration,
+        "memory": memory_info,
         "export": steps,
     }
     finish_model_dir(

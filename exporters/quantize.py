@@ -110,8 +110,20 @@ RECIPES: tuple[Int8Recipe, ...] = (
 )
 
 
+# The nearest-neighbour memory (exporters/model.py NeighbourVote) ranks training rows by cosine
+# similarity; int8 similarities (one scale for the whole key table) would reorder near
+# neighbours, so it stays fp32 in the int8 variant. Its cost is one [batch x hidden] x
+# [hidden x rows] product.
+MEMORY_NODES = "/memory/"
+
+
+def memory_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the memory's nodes (empty for a graph without one)."""
+    return [n.name for n in model.graph.node if MEMORY_NODES in n.name]
+
+
 def _excluded_nodes(model: onnx.ModelProto, recipe: Int8Recipe) -> list[str]:
-    out = []
+    out = memory_nodes(model)
     for node in model.graph.node:
         text = node.name + " " + " ".join(node.input)
         if recipe.keep_heads_fp32 and ("sentiment_head" in text or "risk_head" in text):
@@ -298,6 +310,8 @@ def convert_fp16(src: Path, dst: Path) -> Path:
     """fp16 weights and compute for the CUDA provider; inputs and logits stay int64 / fp32."""
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    # The memory's nodes convert too: fp16 keeps cosine similarities to about 5e-4, and its
+    # node_block_list writes duplicate Cast nodes for a tensor two blocked nodes read.
     model = OnnxModel(onnx.load(str(src)))
     model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(dst))

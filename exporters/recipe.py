@@ -132,3 +132,17 @@ class TrainConfig(BaseModel):
     mlm_probability: float = Field(
         default=0.15, gt=0, lt=1, description="share of tokens the masked-LM steps hide"
     )
+    # Nearest-neighbour memory (exporters/memory.py), attached after training: the labels of
+    # each input's nearest training rows of these sources, under the trained encoder, are mixed
+    # into the sentiment head's probabilities inside the exported graph.
+    memory_weight: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="share of the nearest training rows' label vote in sentiment (0: off)",
+    )
+    memory_sources: list[Source] = ["phrasebank"]
+    memory_k: int = Field(default=32, ge=1, description="training rows that vote per input")
+    memory_temperature: float = Field(
+        default=0.1, gt=0, description="softmax temperature over the voters' cosine similarity"
+    )

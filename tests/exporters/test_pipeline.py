@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -85,6 +86,51 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
     assert np.isfinite(sent).all() and np.isfinite(risk).all()
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["files"]["model.int8.onnx"]
+
+
+def test_memory_is_in_every_variant_and_stays_fp32_in_int8(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import onnx
+
+    from exporters.pipeline import build_model_dir
+    from exporters.quantize import memory_nodes
+
+    result, _ = trained
+    out = tmp_path / "model"
+    manifest = build_model_dir(
+        result, out, slow_check=False, int8_recipes=[RECIPES[1]], threads=1, report=lambda _l: None
+    )
+    assert result.model.memory is None  # the trained model is left as training left it
+    memory = manifest.training["memory"]
+    # the 80 PhraseBank training rows the tiny run trained on, each once
+    assert memory["rows"] == 80 and memory["sources"] == ["phrasebank"]
+    assert sum(memory["labels"].values()) == 80
+    assert set(memory["validation"]) == {"phrasebank", "twitter"}
+    for variant in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"):
+        graph = onnx.load(str(out / variant)).graph
+        ops = {
+            n.op_type
+            for n in graph.node
+            if n.name in set(memory_nodes(onnx.load(str(out / variant))))
+        }
+        assert {"TopK", "Gather", "Log"} <= ops, variant
+    int8 = onnx.load(str(out / "model.int8.onnx")).graph
+    mem = [n for n in int8.node if "/memory/" in n.name]
+    assert any(n.op_type == "MatMul" for n in mem)  # the similarity product stays fp32
+    assert not any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in mem)
+    assert any(n.op_type == "MatMulInteger" for n in int8.node)  # while the encoder is int8
+
+    off = dataclasses.replace(result, config=result.config.model_copy(update={"memory_weight": 0}))
+    plain = build_model_dir(
+        off,
+        tmp_path / "plain",
+        slow_check=False,
+        int8=False,
+        fp16=False,
+        threads=1,
+        report=lambda _l: None,
+    )
+    assert plain.training["memory"] is None
+    assert not memory_nodes(onnx.load(str(tmp_path / "plain" / "model.onnx")))
 
 
 def test_parity_failures_are_listed_with_typed_errors(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
