@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exporters.recipe import TrainConfig
+from exporters.recipe import EXPORT_FIELDS, TrainConfig
 from monitor.errors import ConfigError, RiskwireError
 
 DEFAULT_OUT = Path("models/default")
@@ -153,9 +154,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from exporters.pipeline import build_model_dir
     from exporters.train import load_checkpoint
 
+    overrides: dict[str, Any] = args.set or {}
+    problems = [
+        f"--set {name}: fixed when the checkpoint was trained; riskwire export can set only "
+        f"{', '.join(sorted(EXPORT_FIELDS))}"
+        for name in sorted(set(overrides) - EXPORT_FIELDS)
+    ]
+    try:  # every bad value listed before the checkpoint loads
+        train_config({k: v for k, v in overrides.items() if k in EXPORT_FIELDS})
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems, source="riskwire export options")
     ckpt = args.checkpoint or _ckpt_dir(args.out)
     t0 = time.monotonic()
     result = load_checkpoint(ckpt)
+    if overrides:
+        cfg = train_config({**result.config.model_dump(), **overrides})
+        result = dataclasses.replace(result, config=cfg)
     manifest = build_model_dir(
         result,
         args.out,
@@ -285,6 +301,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     e.add_argument("--fast-check", action="store_true", help="parity check on the fast shapes only")
     e.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
     e.add_argument("--no-fp16", action="store_true", help="skip the fp16 variant")
+    e.add_argument(
+        "--set",
+        metavar="FIELD=VALUE",
+        type=_recipe_override,
+        action=_MergeDict,
+        help="override a recipe field that acts after training (VALUE as JSON): "
+        f"{', '.join(sorted(EXPORT_FIELDS))}; e.g. --set memory_weight=0.5 exports the "
+        "checkpoint with the nearest-neighbour memory (exporters/README.md)",
+    )
     e.set_defaults(func=_guard(cmd_export))
 
     v = subparsers.add_parser(

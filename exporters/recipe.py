@@ -134,9 +134,11 @@ class TrainConfig(BaseModel):
     )
     # Nearest-neighbour memory (exporters/memory.py), attached after training: the labels of
     # each input's nearest training rows of these sources, under the trained encoder, are mixed
-    # into the sentiment head's probabilities inside the exported graph.
+    # into the sentiment head's probabilities inside the exported graph. Off by default: its
+    # validation gain (two batch orders) did not show on the test sets, and it cost the int8
+    # worker path 22% of its throughput (exporters/README.md). 0.5 is the measured setting.
     memory_weight: float = Field(
-        default=0.5,
+        default=0.0,
         ge=0,
         lt=1,
         description="share of the nearest training rows' label vote in sentiment (0: off)",
@@ -146,3 +148,8 @@ class TrainConfig(BaseModel):
     memory_temperature: float = Field(
         default=0.1, gt=0, description="softmax temperature over the voters' cosine similarity"
     )
+
+
+# Recipe fields that act after training (on the checkpoint's weights), so that `riskwire export
+# --set` may change them without retraining.
+EXPORT_FIELDS = frozenset({"memory_weight", "memory_sources", "memory_k", "memory_temperature"})

@@ -3,7 +3,9 @@ mixed into the head's probabilities, and the mixture is what the graph outputs."
 
 from __future__ import annotations
 
+import argparse
 import math
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +104,28 @@ def test_recipe_fields_are_validated_before_training() -> None:
         commands.train_config({"memory_weight": 1.5, "memory_sources": ["reuters"]})
     text = str(info.value)
     assert "memory_weight" in text and "memory_sources" in text
+
+
+def test_export_set_lists_every_bad_field_before_loading_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "export",
+            "--out",
+            str(tmp_path / "model"),
+            "--checkpoint",
+            str(tmp_path / "no-such-checkpoint"),
+            "--set",
+            "patience=3",
+            "--set",
+            "memory_k=0",
+        ]
+    )
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "--set patience: fixed when the checkpoint was trained" in err
+    assert "memory_k: Input should be greater than or equal to 1 (got 0)" in err
+    assert "no-such-checkpoint" not in err  # refused before the checkpoint was read

@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 from exporters.quantize import RECIPES  # noqa: E402
 
 pytestmark = pytest.mark.train
+CPU = ["CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +91,18 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
 
 def test_memory_is_in_every_variant_and_stays_fp32_in_int8(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import onnx
+    import onnxruntime as ort
 
+    from exporters.export import sample_inputs
     from exporters.pipeline import build_model_dir
     from exporters.quantize import memory_nodes
 
     result, _ = trained
+    assert result.config.memory_weight == 0  # off by default: the plain graph above
+    on = dataclasses.replace(result, config=result.config.model_copy(update={"memory_weight": 0.5}))
     out = tmp_path / "model"
     manifest = build_model_dir(
-        result, out, slow_check=False, int8_recipes=[RECIPES[1]], threads=1, report=lambda _l: None
+        on, out, slow_check=False, int8_recipes=[RECIPES[1]], threads=1, report=lambda _l: None
     )
     assert result.model.memory is None  # the trained model is left as training left it
     memory = manifest.training["memory"]
@@ -106,12 +111,9 @@ def test_memory_is_in_every_variant_and_stays_fp32_in_int8(trained, tmp_path: Pa
     assert sum(memory["labels"].values()) == 80
     assert set(memory["validation"]) == {"phrasebank", "twitter"}
     for variant in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"):
-        graph = onnx.load(str(out / variant)).graph
-        ops = {
-            n.op_type
-            for n in graph.node
-            if n.name in set(memory_nodes(onnx.load(str(out / variant))))
-        }
+        proto = onnx.load(str(out / variant))
+        names = set(memory_nodes(proto))
+        ops = {n.op_type for n in proto.graph.node if n.name in names}
         assert {"TopK", "Gather", "Log"} <= ops, variant
     int8 = onnx.load(str(out / "model.int8.onnx")).graph
     mem = [n for n in int8.node if "/memory/" in n.name]
@@ -119,18 +121,41 @@ def test_memory_is_in_every_variant_and_stays_fp32_in_int8(trained, tmp_path: Pa
     assert not any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in mem)
     assert any(n.op_type == "MatMulInteger" for n in int8.node)  # while the encoder is int8
 
-    off = dataclasses.replace(result, config=result.config.model_copy(update={"memory_weight": 0}))
-    plain = build_model_dir(
-        off,
-        tmp_path / "plain",
-        slow_check=False,
-        int8=False,
-        fp16=False,
-        threads=1,
-        report=lambda _l: None,
+    plain = tmp_path / "plain"
+    manifest = build_model_dir(
+        result, plain, slow_check=False, int8=False, fp16=False, threads=1, report=lambda _l: None
     )
-    assert plain.training["memory"] is None
-    assert not memory_nodes(onnx.load(str(tmp_path / "plain" / "model.onnx")))
+    assert manifest.training["memory"] is None
+    assert not memory_nodes(onnx.load(str(plain / "model.onnx")))
+    # Same encoder and heads: the risk output is the same, the sentiment output is the mixture.
+    feed = sample_inputs(4, 12, seed=3, vocab=30522)
+    with_mem = ort.InferenceSession(str(out / "model.onnx"), providers=CPU).run(None, feed)
+    without = ort.InferenceSession(str(plain / "model.onnx"), providers=CPU).run(None, feed)
+    np.testing.assert_allclose(with_mem[1], without[1], atol=1e-5)
+    assert np.abs(with_mem[0] - without[0]).max() > 1e-3
+    np.testing.assert_allclose(np.exp(with_mem[0]).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_export_set_adds_the_memory_to_a_trained_checkpoint(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    from exporters import commands
+    from monitor.score.manifest import load_manifest
+
+    _, ckpt = trained
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "model"
+    args = parser.parse_args(
+        ["export", "--out", str(out), "--checkpoint", str(ckpt), "--fast-check", "--no-int8"]
+        + ["--no-fp16", "--set", "memory_weight=0.4", "--set", "memory_k=5"]
+    )
+    assert args.func(args) == 0
+    manifest = load_manifest(out)
+    assert manifest.training["memory"]["weight"] == 0.4
+    assert manifest.training["memory"]["k"] == 5
+    assert manifest.training["recipe"]["memory_weight"] == 0.4
+    assert manifest.training["recipe"]["patience"] == 4  # the checkpoint's own recipe otherwise
 
 
 def test_parity_failures_are_listed_with_typed_errors(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
