@@ -85,7 +85,7 @@ class NeighbourVote(nn.Module):
     are logits: the calibration and the daemon's softmax read them the same way.
 
     Everything lives in this module so that its graph nodes share the ``/memory/`` name part,
-    which int8 and fp16 conversion leave in fp32 (a coarser similarity reorders neighbours).
+    which int8 quantization leaves in fp32 (an int8 key table reorders near neighbours).
     """
 
     def __init__(
