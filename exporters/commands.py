@@ -249,7 +249,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="model directory (default models/default)"
     )
-    p.add_argument("--datasets", type=Path, help="datasets folder (default ../shared/datasets)")
+    p.add_argument(
+        "--datasets",
+        type=Path,
+        help="datasets folder (default: $RISKWIRE_DATASETS, else ../shared/datasets beside the "
+        "checkout or beside the working copy it was cloned from)",
+    )
     p.add_argument(
         "--risk-csv", type=Path, help="risk headlines CSV (id,split,text,tags[,sentiment])"
     )

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.datasets import locate_datasets
 from monitor.errors import ConfigError
 from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS
 
-DEFAULT_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 DEFAULT_RISK_CSV = Path(__file__).parent / "data" / "risk_headlines.csv"
 TWITTER_VALID_SEED = 20261201
 TWITTER_VALID_FRACTION = 0.1
@@ -47,11 +47,8 @@ class RiskRow:
 
 
 def resolve_datasets(path: str | Path | None) -> Path:
-    """The datasets folder: explicit path, else ../shared/datasets next to the checkout."""
-    root = Path(path) if path else DEFAULT_DATASETS
-    if not (root / "financial_phrasebank").is_dir():
-        raise ConfigError([f"datasets: {root} has no financial_phrasebank/ folder"], "train")
-    return root
+    """The datasets folder: explicit path, else found as ``monitor.datasets`` says."""
+    return locate_datasets(path)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -23,7 +23,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     datasets: Path | None = Field(
-        default=None, description="datasets folder (default ../shared/datasets)"
+        default=None,
+        description="datasets folder (default: $RISKWIRE_DATASETS, else ../shared/datasets "
+        "beside the checkout or beside the working copy it was cloned from)",
     )
     risk_csv: Path = Field(
         default=ds.DEFAULT_RISK_CSV, description="hand-labelled risk headlines CSV"

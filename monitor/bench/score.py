@@ -39,10 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from monitor.datasets import locate_datasets
 from monitor.errors import ModelError
 from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS, load_manifest, write_manifest
 
-PHRASEBANK = Path("/work/shared/datasets/financial_phrasebank/sentences_50agree.csv")
+PHRASEBANK = Path("financial_phrasebank") / "sentences_50agree.csv"  # in the datasets folder
 DEFAULT_MODEL = Path("models/default")
 BUILT_MODEL = Path("var/bench/score-model-minilm-l6")
 TARGETS = {"ratio_vs_tutorial": 5.0, "ratio_vs_pipeline": 1.8, "p99_ms": 50.0, "peak_rss_mb": 400}
@@ -51,8 +52,10 @@ TARGETS = {"ratio_vs_tutorial": 5.0, "ratio_vs_pipeline": 1.8, "p99_ms": 50.0, "
 # --- inputs ------------------------------------------------------------------------------------
 
 
-def headlines(n: int, path: Path = PHRASEBANK) -> list[str]:
-    """``n`` sentences of financial news (repeated if the file has fewer)."""
+def headlines(n: int, path: Path | None = None) -> list[str]:
+    """``n`` sentences of financial news (repeated if the file has fewer); default: PhraseBank's
+    sentences from the datasets folder."""
+    path = path or locate_datasets() / PHRASEBANK
     with path.open(encoding="utf-8") as fh:
         rows = [r["sentence"].strip() for r in csv.DictReader(fh) if r.get("sentence")]
     if not rows:
