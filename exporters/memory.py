@@ -20,10 +20,14 @@ from sklearn.metrics import accuracy_score, f1_score
 from tokenizers import Tokenizer
 
 from exporters import data as ds
-from exporters.batching import pad_batch
 from exporters.model import NeighbourVote, TwoHeadClassifier
 from exporters.recipe import TrainConfig
-from exporters.train import ValidationSet, build_training_set, predict_logits
+from exporters.train import (
+    ValidationSet,
+    build_training_set,
+    length_ordered_batches,
+    predict_logits,
+)
 from monitor.score.manifest import SENTIMENT_LABELS
 
 
@@ -49,18 +53,9 @@ def pooled_vectors(
 ) -> torch.Tensor:
     """[N, hidden] pooled encoder outputs in input order (eval mode)."""
     model.eval()
-    seqs = [e.ids for e in tokenizer.encode_batch(list(texts))]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    out: torch.Tensor | None = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx])
-        pooled = model.pool(ids, mask)
-        if out is None:
-            out = torch.zeros(len(seqs), pooled.shape[1])
-        out[idx] = pooled
-    if out is None:
-        raise ValueError("memory: no training rows of the memory sources")
+    out = torch.zeros(len(texts), model.sentiment_head.in_features)
+    for idx, ids, mask in length_ordered_batches(tokenizer, texts, batch_size):
+        out[idx] = model.pool(ids, mask)
     return out
 
 
@@ -97,22 +92,23 @@ def build_memory(
 def validation_effect(
     model: TwoHeadClassifier,
     tokenizer: Tokenizer,
-    memory: NeighbourVote,
+    best: dict[str, Any],
     sets: dict[str, ValidationSet],
 ) -> dict[str, dict[str, float]]:
-    """Accuracy and macro-F1 (uncalibrated argmax) per validation set, without and with the
-    memory attached; leaves ``model`` with the memory attached."""
+    """Accuracy and macro-F1 (uncalibrated argmax) per sentiment validation set: without the
+    memory as training's model selection measured them (``best``, the kept weights' scores),
+    and with it as ``model``, the memory attached, scores them now."""
     out: dict[str, dict[str, float]] = {}
-    for name, mem in (("without", None), ("with", memory)):
-        model.memory = mem
-        for set_name, vs in sets.items():
-            if vs.sentiment is None:
-                continue
-            pred = predict_logits(model, tokenizer, vs.texts)[0].argmax(axis=1)
-            out.setdefault(set_name, {})[f"accuracy_{name}"] = round(
-                float(accuracy_score(vs.sentiment, pred)), 4
-            )
-            out[set_name][f"macro_f1_{name}"] = round(
+    for name, vs in sets.items():
+        if vs.sentiment is None:
+            continue
+        pred = predict_logits(model, tokenizer, vs.texts)[0].argmax(axis=1)
+        out[name] = {
+            "accuracy_without": round(float(best[f"{name}_accuracy"]), 4),
+            "macro_f1_without": round(float(best[f"{name}_macro_f1"]), 4),
+            "accuracy_with": round(float(accuracy_score(vs.sentiment, pred)), 4),
+            "macro_f1_with": round(
                 float(f1_score(vs.sentiment, pred, average="macro", zero_division=0)), 4
-            )
+            ),
+        }
     return out

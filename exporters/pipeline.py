@@ -55,9 +55,11 @@ def build_model_dir(
     memory_info: dict[str, Any] | None = None
     if result.config.memory_weight > 0:
         t0 = time.monotonic()
-        memory, memory_info = build_memory(result.model, result.tokenizer, result.config)
+        result.model.memory, memory_info = build_memory(
+            result.model, result.tokenizer, result.config
+        )
         memory_info["validation"] = validation_effect(
-            result.model, result.tokenizer, memory, result.validation
+            result.model, result.tokenizer, result.best, result.validation
         )
         memory_info["seconds"] = round(time.monotonic() - t0, 1)
         report(f"memory: {memory_info}")

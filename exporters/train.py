@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,19 +222,28 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(list(texts))]
 
 
+def length_ordered_batches(
+    tokenizer: Tokenizer, texts: Sequence[str], batch_size: int
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(row positions, input_ids, attention_mask) per batch; rows sorted by token count, so a
+    batch pads little. Callers scatter each batch's outputs back to ``row positions``."""
+    seqs = encode(tokenizer, texts)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids, mask = pad_batch([seqs[i] for i in idx])
+        yield idx, ids, mask
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 64
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """(sentiment logits, risk logits) in input order."""
     model.eval()
-    seqs = encode(tokenizer, texts)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    sent = np.zeros((len(seqs), 3), dtype=np.float32)
-    risk = np.zeros((len(seqs), len(RISK_TAGS)), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx])
+    sent = np.zeros((len(texts), 3), dtype=np.float32)
+    risk = np.zeros((len(texts), len(RISK_TAGS)), dtype=np.float32)
+    for idx, ids, mask in length_ordered_batches(tokenizer, texts, batch_size):
         s, r = model(ids, mask)
         sent[idx] = s.numpy()
         risk[idx] = r.numpy()

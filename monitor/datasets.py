@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from monitor.errors import ConfigError
@@ -36,17 +37,16 @@ def _origin_checkout(checkout: Path) -> Path | None:
     return Path(url)
 
 
-def candidates(checkout: Path = CHECKOUT) -> list[tuple[Path, str]]:
-    """Places to look, in order, each with where the guess came from."""
-    out: list[tuple[Path, str]] = []
+def candidates(checkout: Path = CHECKOUT) -> Iterator[tuple[Path, str]]:
+    """Places to look, in order, each with where the guess came from. Lazy: git is asked for
+    the origin only when the folder is not beside the checkout."""
     env = os.environ.get(DATASETS_ENV)
     if env:
-        out.append((Path(env), f"${DATASETS_ENV}"))
-    out.append((checkout.parent / "shared" / "datasets", "beside this checkout"))
+        yield Path(env), f"${DATASETS_ENV}"
+    yield checkout.parent / "shared" / "datasets", "beside this checkout"
     origin = _origin_checkout(checkout)
     if origin is not None:
-        out.append((origin.parent / "shared" / "datasets", f"beside its origin {origin}"))
-    return out
+        yield origin.parent / "shared" / "datasets", f"beside its origin {origin}"
 
 
 def locate_datasets(explicit: str | Path | None = None, *, checkout: Path = CHECKOUT) -> Path:
@@ -59,10 +59,11 @@ def locate_datasets(explicit: str | Path | None = None, *, checkout: Path = CHEC
         if not (root / MARKER).is_dir():
             raise ConfigError([f"datasets: {root} has no {MARKER}/ folder"], "datasets")
         return root
-    tried = candidates(checkout)
-    for root, _ in tried:
+    tried = []
+    for root, why in candidates(checkout):
         if (root / MARKER).is_dir():
             return root
+        tried.append((root, why))
     raise ConfigError(
         [f"datasets: no {MARKER}/ folder in {root} ({why})" for root, why in tried]
         + [f"point at the datasets folder with --datasets DIR or ${DATASETS_ENV}=DIR"],
