@@ -138,7 +138,7 @@ class TrainConfig(BaseModel):
     # each input's nearest training rows of these sources, under the trained encoder, are mixed
     # into the sentiment head's probabilities inside the exported graph. Off by default: its
     # validation gain (two batch orders) did not show on the test sets, and it cost the int8
-    # worker path 22% of its throughput (exporters/README.md). 0.5 is the measured setting.
+    # worker path 22-26% of its throughput (exporters/README.md). 0.5 is the measured setting.
     memory_weight: float = Field(
         default=0.0,
         ge=0,
