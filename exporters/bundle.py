@@ -77,6 +77,7 @@ def finish_model_dir(
     metrics: dict[str, Any] | None = None,
     data_fingerprint: str = "",
     training: dict[str, Any] | None = None,
+    lexical: dict[str, Any] | None = None,
 ) -> Manifest:
     """Hash every file and write ``manifest.json`` (call last, after every file is in place)."""
     fields: dict[str, Any] = {
@@ -93,5 +94,6 @@ def finish_model_dir(
         "data_fingerprint": data_fingerprint,
         "packages": package_versions(),
         "training": training or {},
+        "lexical": lexical,
     }
     return write_manifest(model_dir, fields)

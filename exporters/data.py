@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from monitor.datasets import locate_datasets
 from monitor.errors import ConfigError
@@ -165,6 +166,14 @@ def extra_sentiment_csv(path: Path) -> list[SentimentRow]:
             raise ConfigError([f"{path.name}:{i}: label {label!r} not in {SENTIMENT_LABELS}"])
         rows.append(SentimentRow(text=r["text"], label=SENTIMENT_LABELS.index(label), source="own"))
     return rows
+
+
+def cap_rows(rows: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
+    """At most ``limit`` of ``rows``, a seeded sample (all of them when ``limit`` is None)."""
+    rows = list(rows)
+    if limit is None or len(rows) <= limit:
+        return rows
+    return random.Random(seed).sample(rows, limit)
 
 
 def label_counts(labels: Iterable[int], names: Sequence[str] = SENTIMENT_LABELS) -> dict[str, int]:

@@ -1,9 +1,10 @@
 """From a trained classifier to a verified model directory (``riskwire train`` / ``export``).
 
 Order: attach the nearest-neighbour memory (exporters/memory.py) -> export fp32 -> check
-against PyTorch (fast + slow shapes) -> ORT graph optimisation -> check again -> calibrate on
-validation with the shipping graph -> int8 (recipe measured) -> fp16 -> tokenizer -> manifest
-(written last, hashing every file) -> verify like the daemon.
+against PyTorch (fast + slow shapes) -> ORT graph optimisation -> check again -> tokenizer ->
+lexical model (exporters/lexical.py) -> calibrate on validation with the shipping graph and the
+lexical mixture -> int8 (recipe measured at the shipped decisions) -> fp16 -> manifest (written
+last, hashing every file) -> verify like the daemon.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from exporters import calibrate
+from exporters import data as ds
 from exporters.bundle import finish_model_dir, write_tokenizer
 from exporters.export import (
     ExportSpec,
@@ -26,6 +28,7 @@ from exporters.export import (
     torch_reference,
     validate_outputs,
 )
+from exporters.lexical import LEXICAL_FILE, build_lexical
 from exporters.memory import build_memory, validation_effect
 from exporters.model import BASE_MODEL_NAME
 from exporters.quantize import RECIPES, Int8Recipe, at_decisions, choose_int8, convert_fp16
@@ -33,6 +36,7 @@ from exporters.scoring import OnnxScorer
 from exporters.smoothquant import calibration_feeds
 from exporters.train import TrainResult, calibration_texts
 from exporters.verify import verify_model_dir
+from monitor.score.lexical import LexicalModel, load_lexical
 from monitor.score.manifest import RISK_TAGS, SENTIMENT_LABELS, Manifest
 
 MODEL_NAME = "riskwire-minilm-l6"
@@ -118,9 +122,15 @@ def _build_model_dir(
         reference, fp32, spec, max_length=cfg.max_length, slow=slow_check, report=report
     )
     write_tokenizer(result.tokenizer, out_dir, cfg.max_length)
+    lexical_info: dict[str, Any] | None = None
+    lexical: tuple[LexicalModel, float] | None = None
+    if cfg.lexical_weight > 0:
+        lexical_info = build_lexical(cfg, ds.resolve_datasets(cfg.datasets), out_dir)
+        lexical = (load_lexical(out_dir / LEXICAL_FILE, SENTIMENT_LABELS), cfg.lexical_weight)
+        report(f"lexical: {lexical_info}")
 
     def score(path: Path) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        scorer = OnnxScorer(path, result.tokenizer, threads=threads)
+        scorer = OnnxScorer(path, result.tokenizer, threads=threads, lexical=lexical)
         sents, risks = [], []
         for vs in result.validation.values():
             s, r = scorer.logits(vs.texts)
@@ -130,7 +140,7 @@ def _build_model_dir(
 
     # Calibration on validation rows, with the graph that ships.
     sent_sets = [(n, vs) for n, vs in result.validation.items() if vs.sentiment is not None]
-    scorer = OnnxScorer(fp32, result.tokenizer, threads=threads)
+    scorer = OnnxScorer(fp32, result.tokenizer, threads=threads, lexical=lexical)
     val_logits = {n: scorer.logits(vs.texts) for n, vs in result.validation.items()}
     s_logits = np.concatenate([val_logits[n][0] for n, _ in sent_sets])
     s_labels = np.concatenate([vs.sentiment for _, vs in sent_sets if vs.sentiment is not None])
@@ -220,6 +230,7 @@ def _build_model_dir(
         "lexicon_version": result.lexicon_version,
         "calibration": calibration,
         "memory": memory_info,
+        "lexical": lexical_info,
         "export": steps,
     }
     finish_model_dir(
@@ -235,6 +246,11 @@ def _build_model_dir(
         metrics={"validation": result.best, "calibration": calibration},
         data_fingerprint=result.data_fingerprint,
         training=training,
+        lexical=(
+            None
+            if lexical_info is None
+            else {"file": lexical_info["file"], "weight": lexical_info["weight"]}
+        ),
     )
     manifest = verify_model_dir(out_dir)
     report(f"model directory ready: {out_dir} ({', '.join(variants)})")

@@ -150,8 +150,20 @@ class TrainConfig(BaseModel):
     memory_temperature: float = Field(
         default=0.1, gt=0, description="softmax temperature over the voters' cosine similarity"
     )
+    # Bag-of-words model (exporters/lexical.py, monitor/score/lexical.py), fitted after training
+    # on the same sentiment rows and mixed into the sentiment probabilities outside the graph:
+    # the one addition here whose validation gain held under two batch orders, on both
+    # validation sets, and then on the test sets (exporters/README.md).
+    lexical_weight: float = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="share of the TF-IDF + logistic regression model in sentiment (0: off)",
+    )
 
 
 # Recipe fields that act after training (on the checkpoint's weights), so that `riskwire export
 # --set` may change them without retraining.
-EXPORT_FIELDS = frozenset({"memory_weight", "memory_sources", "memory_k", "memory_temperature"})
+EXPORT_FIELDS = frozenset(
+    {"memory_weight", "memory_sources", "memory_k", "memory_temperature", "lexical_weight"}
+)

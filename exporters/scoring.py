@@ -11,6 +11,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from monitor.errors import ModelError
+from monitor.score.lexical import LexicalModel, load_lexical, mix_logits
 from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT, Manifest
 
 Logits = np.ndarray[Any, Any]
@@ -28,7 +29,11 @@ def pad_ids(seqs: Sequence[Sequence[int]]) -> tuple[Logits, Logits]:
 
 
 class OnnxScorer:
-    """Tokenize, pad per batch (rows sorted by length), run, and return logits in input order."""
+    """Tokenize, pad per batch (rows sorted by length), run, and return logits in input order.
+
+    With ``lexical`` (a model and its weight), the sentiment logits are the graph's mixed with
+    the lexical model's probabilities, as the daemon mixes them (monitor.score.lexical).
+    """
 
     def __init__(
         self,
@@ -37,6 +42,7 @@ class OnnxScorer:
         *,
         threads: int = 2,
         providers: Sequence[str] = ("CPUExecutionProvider",),
+        lexical: tuple[LexicalModel, float] | None = None,
     ) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -44,6 +50,7 @@ class OnnxScorer:
         self.session = ort.InferenceSession(str(graph), opts, providers=list(providers))
         self.tokenizer = tokenizer
         self.path = graph
+        self.lexical = lexical
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[Logits, Logits]:
         seqs = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
@@ -63,6 +70,9 @@ class OnnxScorer:
             risk[idx] = r.astype(np.float32)
         if sent is None or risk is None:
             raise ValueError("no texts to score")
+        if self.lexical is not None:
+            model, weight = self.lexical
+            sent = mix_logits(sent, model.probs(texts), weight)
         return sent, risk
 
 
@@ -82,4 +92,10 @@ def variant_scorer(
         )
     tok = Tokenizer.from_file(str(model_dir / manifest.tokenizer))
     graph = model_dir / manifest.variants[variant]
-    return OnnxScorer(graph, tok, threads=threads, providers=providers)
+    spec = manifest.lexical
+    lexical = (
+        None
+        if spec is None
+        else (load_lexical(model_dir / spec.file, manifest.labels.sentiment), spec.weight)
+    )
+    return OnnxScorer(graph, tok, threads=threads, providers=providers, lexical=lexical)

@@ -4,7 +4,9 @@
 variants, ``tokenizer.json``, ``manifest.json``) in well under a second, without torch: the graph
 is built directly with ``onnx.helper`` (embedding -> ``layers`` dense tanh layers -> masked mean
 pool -> two linear heads). Its outputs are random but deterministic for a given ``seed``, and
-they depend on the input text, so batching and padding bugs show up in tests.
+they depend on the input text, so batching and padding bugs show up in tests. With
+``lexical_weight``, the directory also carries a hand-set lexical model (``TINY_LEXICAL_CUES``)
+mixed into sentiment at that weight, as a trained one carries exporters/lexical.py's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from exporters.bundle import finish_model_dir, write_tokenizer
+from monitor.score.lexical import join_terms
 from monitor.score.manifest import RISK_OUTPUT, RISK_TAGS, SENTIMENT_LABELS, SENTIMENT_OUTPUT
 
 TINY_OPSET = 17
@@ -118,6 +121,37 @@ def _graph(vocab_size: int, layers: int, dim: int, seed: int) -> onnx.ModelProto
     return model
 
 
+# Word and char_wb n-grams of the tiny lexical model, with the label each one votes for.
+TINY_LEXICAL_CUES = {
+    "word": {"plunge": "negative", "profit warning": "negative", "beats": "positive"},
+    "char": {"raise": "positive", "fraud": "negative"},
+}
+
+
+def write_tiny_lexical(path: Path, strength: float = 6.0) -> Path:
+    """A lexical model (monitor.score.lexical) voting ``strength`` for each cue's label."""
+    words = list(TINY_LEXICAL_CUES["word"])
+    chars = list(TINY_LEXICAL_CUES["char"])
+    labels = [*TINY_LEXICAL_CUES["word"].values(), *TINY_LEXICAL_CUES["char"].values()]
+    coef = np.zeros((len(SENTIMENT_LABELS), len(labels)))
+    for col, label in enumerate(labels):
+        coef[SENTIMENT_LABELS.index(label), col] = strength
+    with path.open("wb") as fh:
+        np.savez_compressed(
+            fh,
+            labels=join_terms(SENTIMENT_LABELS),
+            word_vocab=join_terms(words),
+            word_idf=np.ones(len(words)),
+            word_ngrams=np.array([1, 2]),
+            char_vocab=join_terms(chars),
+            char_idf=np.ones(len(chars)),
+            char_ngrams=np.array([5, 5]),
+            coef=coef,
+            intercept=np.array([0.0, 1.0, 0.0]),  # neutral without a cue
+        )
+    return path
+
+
 def build_tiny_model_dir(
     out_dir: Path,
     *,
@@ -125,6 +159,7 @@ def build_tiny_model_dir(
     max_length: int = 32,
     dim: int = 32,
     seed: int = 0,
+    lexical_weight: float | None = None,
 ) -> Path:
     """Write a tiny untrained model directory into ``out_dir`` (created) and return it.
 
@@ -149,6 +184,10 @@ def build_tiny_model_dir(
     )
     fp16 = convert_float_to_float16(model, keep_io_types=True)
     onnx.save(fp16, str(out_dir / "model.fp16.onnx"))
+    lexical = None
+    if lexical_weight is not None:
+        write_tiny_lexical(out_dir / "lexical.npz")
+        lexical = {"file": "lexical.npz", "weight": lexical_weight}
     finish_model_dir(
         out_dir,
         name="riskwire-tiny",
@@ -160,5 +199,6 @@ def build_tiny_model_dir(
         thresholds=dict.fromkeys(RISK_TAGS, 0.5),
         metrics={},
         training={"kind": "untrained", "layers": layers, "dim": dim, "seed": seed},
+        lexical=lexical,
     )
     return out_dir

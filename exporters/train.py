@@ -106,14 +106,6 @@ def _onehot(label: int, smoothing: float) -> list[float]:
     return [1.0 - smoothing + smoothing / 3 if i == label else smoothing / 3 for i in range(3)]
 
 
-def _cap(rows: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
-    rows = list(rows)
-    if limit is None or len(rows) <= limit:
-        return rows
-    rng = random.Random(seed)
-    return rng.sample(rows, limit)
-
-
 def build_training_set(
     cfg: TrainConfig, root: Path
 ) -> tuple[list[Example], dict[str, Any], str, int]:
@@ -121,7 +113,7 @@ def build_training_set(
     lexicon = load_lexicon(cfg.lexicon)
     examples: list[Example] = []
     counts: dict[str, Any] = {}
-    pb = _cap(ds.load_phrasebank(root, "train"), cfg.limit_per_source, cfg.seed)
+    pb = ds.cap_rows(ds.load_phrasebank(root, "train"), cfg.limit_per_source, cfg.seed)
     for r in [row for _ in range(cfg.phrasebank_repeat) for row in pb]:
         examples.append(
             Example(
@@ -136,7 +128,7 @@ def build_training_set(
     counts["phrasebank_train"] = len(pb)
     files = [*ds.phrasebank_files(root), cfg.risk_csv, cfg.lexicon]
     if cfg.use_twitter:
-        tw = _cap(ds.load_twitter(root, "train"), cfg.limit_per_source, cfg.seed + 1)
+        tw = ds.cap_rows(ds.load_twitter(root, "train"), cfg.limit_per_source, cfg.seed + 1)
         for r in tw:
             examples.append(
                 Example(
@@ -155,7 +147,7 @@ def build_training_set(
         examples += [Example(r.text, _onehot(r.label, 0.0), 1.0, None, 0.0, "own") for r in own]
         counts["own_sentiment"] = len(own)
         files.append(cfg.extra_sentiment_csv)
-    risk = _cap(ds.load_risk(cfg.risk_csv, "train"), cfg.limit_per_source, cfg.seed + 2)
+    risk = ds.cap_rows(ds.load_risk(cfg.risk_csv, "train"), cfg.limit_per_source, cfg.seed + 2)
     for _ in range(cfg.risk_repeat):
         for rr in risk:
             examples.append(
@@ -195,10 +187,10 @@ def distilled(examples: Sequence[Example], cfg: TrainConfig) -> tuple[list[Examp
 
 
 def build_validation(cfg: TrainConfig, root: Path) -> dict[str, ValidationSet]:
-    pb = _cap(ds.load_phrasebank(root, "validation"), cfg.limit_per_source, cfg.seed)
+    pb = ds.cap_rows(ds.load_phrasebank(root, "validation"), cfg.limit_per_source, cfg.seed)
     out = {"phrasebank": ValidationSet([r.text for r in pb], np.array([r.label for r in pb]))}
     if cfg.use_twitter:
-        tw = _cap(ds.load_twitter(root, "validation"), cfg.limit_per_source, cfg.seed)
+        tw = ds.cap_rows(ds.load_twitter(root, "validation"), cfg.limit_per_source, cfg.seed)
         out["twitter"] = ValidationSet([r.text for r in tw], np.array([r.label for r in tw]))
     rk = ds.load_risk(cfg.risk_csv, "validation")
     out["risk"] = ValidationSet([r.text for r in rk], risk=np.array([r.tags for r in rk]))

@@ -10,6 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from monitor.errors import ModelError
+from monitor.score.lexical import load_lexical
 from monitor.score.manifest import RISK_OUTPUT, SENTIMENT_OUTPUT, Manifest, load_manifest
 
 
@@ -56,6 +57,11 @@ def verify_model_dir(model_dir: str | Path) -> Manifest:
     problems: list[str] = []
     for variant, rel in sorted(manifest.variants.items()):
         problems.extend(_graph_problems(model_dir / rel, variant, manifest))
+    if manifest.lexical is not None:
+        try:
+            load_lexical(model_dir / manifest.lexical.file, manifest.labels.sentiment)
+        except ModelError as exc:
+            problems.append(str(exc))
     if problems:
         raise ModelError(f"{model_dir}: model directory is inconsistent: " + "; ".join(problems))
     return manifest

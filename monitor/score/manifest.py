@@ -12,6 +12,7 @@ Layout::
       model.int8.onnx     CPU variant (dynamic int8)
       model.fp16.onnx     CUDA variant
       tokenizer.json      Hugging Face `tokenizers` file
+      lexical.npz         optional: bag-of-words sentiment model mixed in (monitor.score.lexical)
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ class Labels(BaseModel):
     risk: tuple[str, ...] = RISK_TAGS
 
 
+class LexicalSpec(BaseModel):
+    """A bag-of-words sentiment model whose probabilities are mixed into the graph's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    file: str = "lexical.npz"
+    weight: float = Field(gt=0, lt=1, description="its share of the sentiment probabilities")
+
+
 class Manifest(BaseModel):
     """``manifest.json``. Paths are relative to the model directory."""
 
@@ -73,6 +82,7 @@ class Manifest(BaseModel):
     outputs: tuple[str, ...] = (SENTIMENT_OUTPUT, RISK_OUTPUT)
     variants: dict[str, str] = Field(description="variant name -> ONNX file")
     tokenizer: str = "tokenizer.json"
+    lexical: LexicalSpec | None = None
     files: dict[str, str] = Field(description="every file of the directory -> sha256 hex")
     metrics: dict[str, Any] = Field(default_factory=dict)
     data_fingerprint: str = ""
@@ -81,7 +91,8 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _listed(self) -> Manifest:
-        for path in [*self.variants.values(), self.tokenizer]:
+        used = [*self.variants.values(), self.tokenizer]
+        for path in used + ([self.lexical.file] if self.lexical else []):
             if path not in self.files:
                 raise ValueError(f"{path!r} is used but not listed in 'files' with its sha256")
         unknown = set(self.thresholds) - set(self.labels.risk)

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from monitor.errors import ModelError
 from monitor.records import ModelInfo
 from monitor.score.config import ScoreConfig
+from monitor.score.lexical import LexicalModel, load_lexical, mix_logits
 from monitor.score.manifest import (
     RISK_OUTPUT,
     SENTIMENT_LABELS,
@@ -31,6 +32,7 @@ from monitor.score.manifest import (
 )
 from monitor.score.runtime import CUDA, RuntimePlan, select_runtime, thread_plan
 
+PROBE_TEXT = "Probe headline: shares rise after results."
 SessionFactory = Callable[[str, ort.SessionOptions, Sequence[str]], ort.InferenceSession]
 
 
@@ -86,6 +88,8 @@ class LoadedModel:
     inference_threads: int = 1
     #: Run through IO binding with outputs left on this device (set for CUDA: "cuda").
     io_binding_device: str | None = None
+    #: The bag-of-words sentiment model of the manifest's ``lexical`` entry, if it has one.
+    lexical: LexicalModel | None = None
 
     @property
     def provider(self) -> str:
@@ -105,6 +109,20 @@ class LoadedModel:
         else:
             sent, risk = self.session.run([SENTIMENT_OUTPUT, RISK_OUTPUT], feeds)
         return np.asarray(sent, dtype=np.float32), np.asarray(risk, dtype=np.float32)
+
+    def lexical_probs(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The lexical model's probabilities for ``texts`` (None when the model has none)."""
+        return None if self.lexical is None else self.lexical.probs(texts)
+
+    def sentiment_logits(self, sent: np.ndarray, lexical: np.ndarray | None) -> np.ndarray:
+        """The graph's sentiment logits with the lexical probabilities mixed in, as the
+        calibration was fitted (unchanged when the model has no lexical part)."""
+        spec = self.manifest.lexical
+        if spec is None:
+            return sent
+        if lexical is None:
+            raise ValueError("this model mixes in lexical probabilities; none were given")
+        return mix_logits(sent, lexical, spec.weight)
 
     def _infer_bound(self, feeds: dict[str, np.ndarray], device: str) -> tuple[Any, Any]:
         # IO binding: inputs copied to the GPU once, outputs allocated there by ORT and copied
@@ -135,12 +153,15 @@ def _check_graph(
     for name in (SENTIMENT_OUTPUT, RISK_OUTPUT):
         if name not in outputs:
             raise ModelError(f"{where}: graph has no output {name!r} (outputs: {sorted(outputs)})")
-    probe = model.tokenizer.encode("Probe headline: shares rise after results.").ids
+    probe = model.tokenizer.encode(PROBE_TEXT).ids
     ids = np.asarray([probe, probe], dtype=np.int64)
     try:
         sent, risk = model.infer(ids, np.ones_like(ids))
     except Exception as exc:  # ORT's errors are untyped; any failure here refuses the model
         raise ModelError(f"{where}: probe inference failed: {exc}") from exc
+    if manifest.lexical is not None:
+        lexical = model.lexical_probs([PROBE_TEXT] * 2)
+        sent = model.sentiment_logits(sent, lexical)
     want = {
         SENTIMENT_OUTPUT: (sent, len(manifest.labels.sentiment), "labels.sentiment"),
         RISK_OUTPUT: (risk, len(manifest.labels.risk), "labels.risk"),
@@ -197,6 +218,11 @@ def load_model(
         )
     tokenizer = make_tokenizer(resolved / manifest.tokenizer, manifest.max_length)
     pad = tokenizer.token_to_id("[PAD]")
+    lexical = (
+        None
+        if manifest.lexical is None
+        else load_lexical(resolved / manifest.lexical.file, manifest.labels.sentiment)
+    )
     model = LoadedModel(
         path=resolved,
         manifest=manifest,
@@ -214,6 +240,7 @@ def load_model(
             device=plan.device,
         )[0],
         io_binding_device="cuda" if plan.device == "cuda" else None,
+        lexical=lexical,
     )
     _check_graph(resolved, variant_file, manifest, model)
     return model

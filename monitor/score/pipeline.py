@@ -51,6 +51,8 @@ class Job:
     ref: Any
     prepared: Prepared
     ids: list[int] = field(default_factory=list)
+    #: The model's lexical sentiment probabilities for this text, when it mixes them in.
+    lexical: np.ndarray | None = None
     tokenized_by: LoadedModel | None = None
 
 
@@ -203,9 +205,13 @@ class ScoringPipeline:
             self._batcher.add(job, len(job.ids))
 
     def _tokenize(self, jobs: list[Job], model: LoadedModel) -> None:
-        encodings = model.tokenizer.encode_batch([j.prepared.text for j in jobs])
-        for job, enc in zip(jobs, encodings, strict=True):
+        texts = [j.prepared.text for j in jobs]
+        encodings = model.tokenizer.encode_batch(texts)
+        # Beside tokenization, on the prep thread: the infer thread only runs the graph.
+        lexical = model.lexical_probs(texts)
+        for row, (job, enc) in enumerate(zip(jobs, encodings, strict=True)):
             job.ids = enc.ids
+            job.lexical = None if lexical is None else lexical[row]
             job.tokenized_by = model
 
     # --- infer thread -------------------------------------------------------------------------
@@ -268,6 +274,9 @@ class ScoringPipeline:
         t0 = time.perf_counter()
         sent, risk = model.infer(ids, mask)
         seconds = time.perf_counter() - t0
+        if model.lexical is not None:
+            rows = [j.lexical for j in batch if j.lexical is not None]
+            sent = model.sentiment_logits(sent, np.stack(rows) if len(rows) == len(batch) else None)
         decoded = decode_outputs(sent, risk, model.manifest)
         now = self.wall()
         out: list[Result] = []

@@ -88,6 +88,19 @@ def test_tiny_run_trains_exports_quantizes_and_scores(trained, tmp_path: Path) -
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["files"]["model.int8.onnx"]
 
+    # The lexical model, on by default: fitted on the 80 + 80 sentiment rows trained on, hashed,
+    # and mixed into what `riskwire eval` and the daemon score (log-probabilities).
+    assert manifest.lexical is not None and manifest.lexical.weight == 0.25
+    assert doc["files"]["lexical.npz"]
+    info = manifest.training["lexical"]
+    assert info["rows"] == 160 and sum(info["label_counts"].values()) == 160
+    assert info["word_features"] > 0 and info["char_features"] > 0
+    from exporters.scoring import variant_scorer
+
+    texts = ["Moody's cuts Acme to junk", "Acme beats profit forecasts, lifts outlook"]
+    mixed = variant_scorer(out, manifest, "fp32", threads=1).logits(texts)[0]
+    np.testing.assert_allclose(np.exp(mixed).sum(axis=1), 1.0, atol=1e-5)
+
 
 def test_memory_is_in_every_variant_and_stays_fp32_in_int8(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import onnx
@@ -156,6 +169,17 @@ def test_export_set_adds_the_memory_to_a_trained_checkpoint(trained, tmp_path: P
     assert manifest.training["memory"]["k"] == 5
     assert manifest.training["recipe"]["memory_weight"] == 0.4
     assert manifest.training["recipe"]["patience"] == 4  # the checkpoint's own recipe otherwise
+    assert manifest.lexical is not None  # the default recipe's lexical model
+
+    bare = tmp_path / "bare"
+    args = parser.parse_args(
+        ["export", "--out", str(bare), "--checkpoint", str(ckpt), "--fast-check", "--no-int8"]
+        + ["--no-fp16", "--set", "lexical_weight=0"]
+    )
+    assert args.func(args) == 0
+    manifest = load_manifest(bare)
+    assert manifest.lexical is None and manifest.training["lexical"] is None
+    assert "lexical.npz" not in manifest.files
 
 
 def test_parity_failures_are_listed_with_typed_errors(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,189 @@
+"""The bag-of-words sentiment model a model directory may carry beside its graph (numpy only).
+
+A TF-IDF + logistic regression model over word 1-2-grams and within-word character 3-5-grams,
+trained by exporters/lexical.py on the same sentiment rows as the encoder. Its probabilities are
+mixed into the graph's: ``log((1 - w) * softmax(graph) + w * lexical)``, before the calibration
+(which was fitted on the mixture). Words and character shapes ("downgrade", "-cut", "profit
+warning") carry sentiment that a small encoder with a 64-token window sometimes misses.
+
+The transform reproduces scikit-learn's ``TfidfVectorizer`` (lowercase; word tokens
+``(?u)\\b\\w\\w+\\b``; ``char_wb`` n-grams of each whitespace-separated word padded with one
+space; sublinear tf; idf; L2 norm per vectorizer) and the multinomial logistic regression; the
+exporter's tests hold the two to 1e-9. scikit-learn is a training dependency only: the daemon
+reads plain arrays from an ``.npz`` written without pickles.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import ModelError
+
+Array = np.ndarray[Any, Any]
+LOG_FLOOR = 1e-6
+WORD_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default token_pattern
+_WORD = re.compile(WORD_PATTERN)
+# Keys of the .npz; vocabularies and labels are "\n"-joined UTF-8 (no term holds a newline:
+# word n-grams are \w runs joined by spaces, char_wb n-grams never cross whitespace).
+NPZ_KEYS = (
+    "labels",
+    "word_vocab",
+    "word_idf",
+    "word_ngrams",
+    "char_vocab",
+    "char_idf",
+    "char_ngrams",
+    "coef",
+    "intercept",
+)
+
+
+def join_terms(terms: Sequence[str]) -> Array:
+    """Terms as one ``uint8`` array ("\\n"-joined UTF-8), the form the .npz stores."""
+    for t in terms:
+        if "\n" in t:
+            raise ValueError(f"term {t!r} holds a newline; it cannot be stored")
+    return np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8)
+
+
+def split_terms(blob: Array, count: int) -> list[str]:
+    if count == 0:
+        return []
+    terms = bytes(np.asarray(blob, dtype=np.uint8)).decode("utf-8").split("\n")
+    if len(terms) != count:
+        raise ValueError(f"{len(terms)} terms for {count} weights")
+    return terms
+
+
+def word_ngrams(text: str, low: int, high: int) -> list[str]:
+    tokens = _WORD.findall(text.lower())
+    out: list[str] = []
+    for n in range(low, high + 1):
+        out += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return out
+
+
+def char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
+    out: list[str] = []
+    for word in text.lower().split():
+        padded = f" {word} "
+        size = len(padded)
+        for n in range(low, high + 1):
+            out += [padded[i : i + n] for i in range(max(1, size - n + 1))]
+            # A padded word no longer than n is one n-gram, counted once (as sklearn does).
+            if size <= n:
+                break
+    return out
+
+
+def _tfidf(
+    grams: Iterable[str], index: dict[str, int], idf: Array, offset: int
+) -> list[tuple[int, float]]:
+    counts = Counter(g for g in grams if g in index)
+    cells = [(index[g], (1.0 + math.log(c)) * float(idf[index[g]])) for g, c in counts.items()]
+    norm = math.sqrt(sum(v * v for _, v in cells))
+    return [(offset + i, v / norm) for i, v in cells] if norm > 0 else []
+
+
+@dataclass(frozen=True)
+class LexicalModel:
+    """Class probabilities, in ``labels`` order, from a fitted TF-IDF + LR model."""
+
+    labels: tuple[str, ...]
+    word_index: dict[str, int]
+    word_idf: Array
+    word_range: tuple[int, int]
+    char_index: dict[str, int]
+    char_idf: Array
+    char_range: tuple[int, int]
+    coef: Array  # [labels, word features + char features]
+    intercept: Array  # [labels]
+
+    @property
+    def features(self) -> int:
+        return len(self.word_index) + len(self.char_index)
+
+    def logits(self, texts: Sequence[str]) -> Array:
+        out = np.tile(self.intercept, (len(texts), 1))
+        width = len(self.word_index)
+        for row, text in enumerate(texts):
+            cells = _tfidf(
+                word_ngrams(text, *self.word_range), self.word_index, self.word_idf, 0
+            ) + _tfidf(
+                char_wb_ngrams(text, *self.char_range), self.char_index, self.char_idf, width
+            )
+            if cells:
+                cols = np.fromiter((c for c, _ in cells), dtype=np.int64, count=len(cells))
+                vals = np.fromiter((v for _, v in cells), dtype=np.float64, count=len(cells))
+                out[row] += self.coef[:, cols] @ vals
+        return out
+
+    def probs(self, texts: Sequence[str]) -> Array:
+        z = self.logits(texts)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out: Array = e / e.sum(axis=1, keepdims=True)
+        return out
+
+
+def mix_logits(sent_logits: Array, lexical_probs: Array, weight: float) -> Array:
+    """``log((1 - weight) * softmax(sent_logits) + weight * lexical_probs)``, floored at 1e-6:
+    log-probabilities, which the calibration and every reader of the logits take as logits."""
+    z = np.asarray(sent_logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    mixed = (1.0 - weight) * p + weight * np.asarray(lexical_probs, dtype=np.float64)
+    out: Array = np.log(np.maximum(mixed, LOG_FLOOR)).astype(np.float32)
+    return out
+
+
+def _ngram_range(arr: Array, key: str) -> tuple[int, int]:
+    low, high = (int(v) for v in np.asarray(arr).reshape(-1))
+    if not 1 <= low <= high:
+        raise ValueError(f"{key} must be [low, high] with 1 <= low <= high, got [{low}, {high}]")
+    return low, high
+
+
+def load_lexical(path: Path, labels: Sequence[str]) -> LexicalModel:
+    """Read ``path`` (an .npz without pickles) and order its classes as ``labels``; any problem
+    is a :class:`ModelError` naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in NPZ_KEYS if k not in npz.files]
+            if missing:
+                raise ValueError(f"missing arrays {missing}")
+            z = {k: npz[k] for k in NPZ_KEYS}
+        own = split_terms(z["labels"], len(z["intercept"]))
+        word_vocab = split_terms(z["word_vocab"], len(z["word_idf"]))
+        char_vocab = split_terms(z["char_vocab"], len(z["char_idf"]))
+        coef = np.asarray(z["coef"], dtype=np.float64)
+        if coef.shape != (len(own), len(word_vocab) + len(char_vocab)):
+            raise ValueError(
+                f"coef has shape {list(coef.shape)}, expected "
+                f"[{len(own)}, {len(word_vocab) + len(char_vocab)}]"
+            )
+        if sorted(own) != sorted(labels):
+            raise ValueError(f"labels {own} differ from the manifest's {list(labels)}")
+        order = [own.index(label) for label in labels]
+        return LexicalModel(
+            labels=tuple(labels),
+            word_index={t: i for i, t in enumerate(word_vocab)},
+            word_idf=np.asarray(z["word_idf"], dtype=np.float64),
+            word_range=_ngram_range(z["word_ngrams"], "word_ngrams"),
+            char_index={t: i for i, t in enumerate(char_vocab)},
+            char_idf=np.asarray(z["char_idf"], dtype=np.float64),
+            char_range=_ngram_range(z["char_ngrams"], "char_ngrams"),
+            coef=np.ascontiguousarray(coef[order]),
+            intercept=np.asarray(z["intercept"], dtype=np.float64)[order],
+        )
+    except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not a lexical sentiment model: {exc}") from exc
