@@ -15,11 +15,9 @@ reads plain arrays from an ``.npz`` written without pickles.
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +82,9 @@ def char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
     return out
 
 
-def _tfidf(
-    grams: Iterable[str], index: dict[str, int], idf: Array, offset: int
-) -> list[tuple[int, float]]:
-    counts = Counter(g for g in grams if g in index)
-    cells = [(index[g], (1.0 + math.log(c)) * float(idf[index[g]])) for g, c in counts.items()]
-    norm = math.sqrt(sum(v * v for _, v in cells))
-    return [(offset + i, v / norm) for i, v in cells] if norm > 0 else []
+_EMPTY = np.zeros(0, dtype=np.int64)
+#: Distinct words whose char n-gram columns are kept; cleared when full (headlines reuse words).
+WORD_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True)
@@ -104,26 +98,63 @@ class LexicalModel:
     char_index: dict[str, int]
     char_idf: Array
     char_range: tuple[int, int]
-    coef: Array  # [labels, word features + char features]
+    coef: Array  # [word features + char features, labels]
     intercept: Array  # [labels]
+    _char_cols: dict[str, Array] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def features(self) -> int:
         return len(self.word_index) + len(self.char_index)
 
+    def _word_columns(self, text: str) -> list[int]:
+        index = self.word_index
+        return [index[g] for g in word_ngrams(text, *self.word_range) if g in index]
+
+    def _char_columns(self, text: str) -> list[Array]:
+        # A word's char_wb n-grams do not depend on its neighbours: look each word up once.
+        cache, index = self._char_cols, self.char_index
+        parts: list[Array] = []
+        for word in text.lower().split():
+            cols = cache.get(word)
+            if cols is None:
+                if len(cache) >= WORD_CACHE_SIZE:
+                    cache.clear()
+                found = [index[g] for g in char_wb_ngrams(word, *self.char_range) if g in index]
+                cols = cache[word] = np.asarray(found, dtype=np.int64)
+            parts.append(cols)
+        return parts
+
     def logits(self, texts: Sequence[str]) -> Array:
-        out = np.tile(self.intercept, (len(texts), 1))
-        width = len(self.word_index)
-        for row, text in enumerate(texts):
-            cells = _tfidf(
-                word_ngrams(text, *self.word_range), self.word_index, self.word_idf, 0
-            ) + _tfidf(
-                char_wb_ngrams(text, *self.char_range), self.char_index, self.char_idf, width
-            )
-            if cells:
-                cols = np.fromiter((c for c, _ in cells), dtype=np.int64, count=len(cells))
-                vals = np.fromiter((v for _, v in cells), dtype=np.float64, count=len(cells))
-                out[row] += self.coef[:, cols] @ vals
+        n = len(texts)
+        out = np.tile(self.intercept, (n, 1))
+        words = [self._word_columns(t) for t in texts]
+        chars = [self._char_columns(t) for t in texts]
+        parts = (
+            (
+                np.fromiter((c for w in words for c in w), dtype=np.int64),
+                [len(w) for w in words],
+                self.word_idf,
+                0,
+            ),
+            (
+                np.concatenate([p for ps in chars for p in ps] or [_EMPTY]),
+                [sum(p.size for p in ps) for ps in chars],
+                self.char_idf,
+                len(self.word_index),
+            ),
+        )
+        for cols, lengths, idf, offset in parts:
+            if cols.size == 0:
+                continue
+            # One pass over the batch: (row, column) pairs counted together.
+            rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+            keys, counts = np.unique(rows * idf.size + cols, return_counts=True)
+            r, c = np.divmod(keys, idf.size)
+            v = (1.0 + np.log(counts)) * idf[c]
+            v /= np.sqrt(np.bincount(r, weights=v * v, minlength=n))[r]
+            contrib = self.coef[c + offset] * v[:, None]
+            for k in range(out.shape[1]):
+                out[:, k] += np.bincount(r, weights=contrib[:, k], minlength=n)
         return out
 
     def probs(self, texts: Sequence[str]) -> Array:
@@ -182,7 +213,7 @@ def load_lexical(path: Path, labels: Sequence[str]) -> LexicalModel:
             char_index={t: i for i, t in enumerate(char_vocab)},
             char_idf=np.asarray(z["char_idf"], dtype=np.float64),
             char_range=_ngram_range(z["char_ngrams"], "char_ngrams"),
-            coef=np.ascontiguousarray(coef[order]),
+            coef=np.ascontiguousarray(coef[order].T),
             intercept=np.asarray(z["intercept"], dtype=np.float64)[order],
         )
     except (OSError, ValueError, KeyError, UnicodeDecodeError) as exc:
