@@ -344,8 +344,13 @@ def evaluate_model_dir(
             if manifest.sentiment_bias
             else ""
         )
+        + (f" lexical weight {manifest.lexical.weight}" if manifest.lexical else "")
     )
-    results: dict[str, Any] = {"variant": variant, "model": f"{manifest.name} {manifest.version}"}
+    results: dict[str, Any] = {
+        "variant": variant,
+        "model": f"{manifest.name} {manifest.version}",
+        "lexical_weight": manifest.lexical.weight if manifest.lexical else 0.0,
+    }
     base_sent = SentimentBaseline().fit(data.sentiment_train) if baseline else None
 
     pb_texts = [r.text for r in data.phrasebank_test]
