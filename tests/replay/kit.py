@@ -45,6 +45,7 @@ def probe_labels(model_dir: Path, titles: list[str]) -> dict[str, tuple[str, flo
     for t in titles:
         ids = np.asarray([model.tokenizer.encode(t).ids], dtype=np.int64)
         sent, risk = model.infer(ids, np.ones_like(ids))
+        sent = model.sentiment_logits(sent, model.lexical_probs([t]))
         sentiment, _ = decode_outputs(sent, risk, model.manifest)[0]
         out[t] = (sentiment.label, sentiment.probs["negative"])
     return out
