@@ -84,7 +84,7 @@ def char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 #: Distinct words whose char n-gram columns are kept; cleared when full (headlines reuse words).
-WORD_CACHE_SIZE = 200_000
+WORD_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
