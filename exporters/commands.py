@@ -24,6 +24,7 @@ TRAIN_EXAMPLES = """examples:
   riskwire train --out models/quick --layers 2 --limit 300 --epochs 1 --max-length 32
   riskwire train --out models/rd --set rdrop_weight=1.0
   riskwire train --out models/ba --set distill_from=models/default --set distill_alpha=0.5
+  riskwire train --out models/enc --set lexical_weight=0   # the encoder alone, no lexical model
 """
 
 EVAL_EXAMPLES = """examples:
