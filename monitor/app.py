@@ -35,6 +35,8 @@ from monitor.roles import RoleContext, RoleFactory, RoleRunner, load_role
 
 log = get_logger("app")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# Longest the main thread sleeps in one join while stopping (signal handlers run between).
+JOIN_SLICE_S = 0.2
 
 
 @dataclass
@@ -213,7 +215,11 @@ class Daemon:
         with self._start_lock:
             pass
         for t in self._threads:
-            t.thread.join(max(0.0, deadline - time.monotonic()))
+            # Joined in short slices: the kernel may hand a signal to any thread, and its Python
+            # handler runs only when the main thread wakes, so one long join would make a second
+            # Ctrl-C wait out the whole grace period instead of forcing the exit.
+            while t.thread.is_alive() and (left_s := deadline - time.monotonic()) > 0:
+                t.thread.join(min(JOIN_SLICE_S, left_s))
         left = [t.runner.name for t in self._threads if t.thread.is_alive()]
         if left:
             log.error(

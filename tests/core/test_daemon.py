@@ -126,9 +126,10 @@ def test_unknown_role_is_refused(
     assert "invalid choice: 'oracle'" in proc.stderr.read().decode()
 
 
-def start_stubborn(tmp_path: Path, grace: float) -> subprocess.Popen[str]:
+def start_stubborn(tmp_path: Path, grace: float, *extra: str) -> subprocess.Popen[str]:
+    script = Path(__file__).with_name("hanging_role_daemon.py")
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("hanging_role_daemon.py")), str(grace)],
+        [sys.executable, str(script), str(grace), *extra],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -162,6 +163,14 @@ def test_second_signal_forces_exit(tmp_path: Path) -> None:
         if '"stop requested"' in line:
             break
     proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+
+
+def test_second_signal_delivered_to_a_role_thread_still_forces_exit(tmp_path: Path) -> None:
+    """The kernel may hand SIGINT to any thread; the main thread, waiting out the grace period
+    for a stuck role, must still run the handler within moments, not after 60 s."""
+    proc = start_stubborn(tmp_path, 60.0, "signal-from-role")
+    proc.send_signal(signal.SIGINT)  # the first; the role then signals its own thread
     assert proc.wait(timeout=10) == 130
 
 
