@@ -211,9 +211,13 @@ class Daemon:
     def shutdown(self) -> int:
         self.stop_event.set()
         deadline = time.monotonic() + self.config.shutdown.grace_seconds
-        # Once we hold the lock no role is half-started, and the starter starts no more.
-        with self._start_lock:
-            pass
+        # Once we hold the lock no role is half-started, and the starter starts no more. Taken in
+        # slices too (see below), and given up at the deadline if a role's start hangs.
+        while not self._start_lock.acquire(timeout=JOIN_SLICE_S):
+            if time.monotonic() >= deadline:
+                break
+        else:
+            self._start_lock.release()
         for t in self._threads:
             # Joined in short slices: the kernel may hand a signal to any thread, and its Python
             # handler runs only when the main thread wakes, so one long join would make a second
