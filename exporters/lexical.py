@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from exporters import data as ds
 from exporters.baseline import SentimentBaseline
 from exporters.recipe import TrainConfig
-from monitor.score.lexical import WORD_PATTERN, join_terms
+from monitor.score.lexical import WORD_PATTERN, write_lexical
 from monitor.score.manifest import SENTIMENT_LABELS
 
 LEXICAL_FILE = "lexical.npz"
@@ -35,7 +34,7 @@ def lexical_rows(cfg: TrainConfig, root: Path) -> list[ds.SentimentRow]:
     return rows
 
 
-def _vectorizer_arrays(vec: TfidfVectorizer, analyzer: str, key: str) -> dict[str, Any]:
+def _checked(vec: TfidfVectorizer, analyzer: str, key: str) -> TfidfVectorizer:
     # The daemon's transform implements exactly these settings; anything else would score
     # differently there than here, so it is refused rather than written.
     want = {
@@ -55,37 +54,37 @@ def _vectorizer_arrays(vec: TfidfVectorizer, analyzer: str, key: str) -> dict[st
     if got != want:
         bad = {k: v for k, v in got.items() if v != want[k]}
         raise ValueError(f"{key} vectorizer settings {bad} differ from the daemon's {want}")
-    vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
-    return {
-        f"{key}_vocab": join_terms(vocab),
-        f"{key}_idf": np.asarray(vec.idf_, dtype=np.float64),
-        f"{key}_ngrams": np.asarray(vec.ngram_range, dtype=np.int64),
-    }
+    return vec
+
+
+def _vocabulary(vec: TfidfVectorizer) -> list[str]:
+    return sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
 
 
 def save_lexical(
     model: SentimentBaseline, path: Path, labels: Sequence[str] = SENTIMENT_LABELS
 ) -> dict[str, int]:
     """Write the fitted ``model`` to ``path`` (.npz, no pickles); return its sizes."""
-    union = model.pipe.named_steps["tfidf"]
-    parts = dict(union.transformer_list)
+    parts = dict(model.pipe.named_steps["tfidf"].transformer_list)
+    word = _checked(parts["word"], "word", "word")
+    char = _checked(parts["char"], "char_wb", "char")
     lr = model.pipe.named_steps["lr"]
     classes = [int(c) for c in lr.classes_]
     if classes != list(range(len(labels))):
         raise ValueError(f"classes {classes}: every label of {list(labels)} must occur in training")
-    arrays = {
-        **_vectorizer_arrays(parts["word"], "word", "word"),
-        **_vectorizer_arrays(parts["char"], "char_wb", "char"),
-        "labels": join_terms(list(labels)),
-        "coef": np.asarray(lr.coef_, dtype=np.float64),
-        "intercept": np.asarray(lr.intercept_, dtype=np.float64),
-    }
-    with path.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    return {
-        "word_features": len(parts["word"].vocabulary_),
-        "char_features": len(parts["char"].vocabulary_),
-    }
+    write_lexical(
+        path,
+        labels=labels,
+        word_vocab=_vocabulary(word),
+        word_idf=word.idf_,
+        word_range=word.ngram_range,
+        char_vocab=_vocabulary(char),
+        char_idf=char.idf_,
+        char_range=char.ngram_range,
+        coef=lr.coef_,
+        intercept=lr.intercept_,
+    )
+    return {"word_features": len(word.vocabulary_), "char_features": len(char.vocabulary_)}
 
 
 def build_lexical(cfg: TrainConfig, root: Path, out_dir: Path) -> dict[str, Any]:

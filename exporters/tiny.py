@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from exporters.bundle import finish_model_dir, write_tokenizer
-from monitor.score.lexical import join_terms
+from monitor.score.lexical import write_lexical
 from monitor.score.manifest import RISK_OUTPUT, RISK_TAGS, SENTIMENT_LABELS, SENTIMENT_OUTPUT
 
 TINY_OPSET = 17
@@ -136,19 +136,18 @@ def write_tiny_lexical(path: Path, strength: float = 6.0) -> Path:
     coef = np.zeros((len(SENTIMENT_LABELS), len(labels)))
     for col, label in enumerate(labels):
         coef[SENTIMENT_LABELS.index(label), col] = strength
-    with path.open("wb") as fh:
-        np.savez_compressed(
-            fh,
-            labels=join_terms(SENTIMENT_LABELS),
-            word_vocab=join_terms(words),
-            word_idf=np.ones(len(words)),
-            word_ngrams=np.array([1, 2]),
-            char_vocab=join_terms(chars),
-            char_idf=np.ones(len(chars)),
-            char_ngrams=np.array([5, 5]),
-            coef=coef,
-            intercept=np.array([0.0, 1.0, 0.0]),  # neutral without a cue
-        )
+    write_lexical(
+        path,
+        labels=SENTIMENT_LABELS,
+        word_vocab=words,
+        word_idf=np.ones(len(words)),
+        word_range=(1, 2),
+        char_vocab=chars,
+        char_idf=np.ones(len(chars)),
+        char_range=(5, 5),
+        coef=coef,
+        intercept=np.array([0.0, 1.0, 0.0]),  # neutral without a cue
+    )
     return path
 
 

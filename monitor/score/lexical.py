@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import ModelError
+from monitor.score.text import softmax
 
 Array = np.ndarray[Any, Any]
 LOG_FLOOR = 1e-6
@@ -158,23 +159,46 @@ class LexicalModel:
         return out
 
     def probs(self, texts: Sequence[str]) -> Array:
-        z = self.logits(texts)
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        out: Array = e / e.sum(axis=1, keepdims=True)
-        return out
+        return softmax(self.logits(texts))
 
 
 def mix_logits(sent_logits: Array, lexical_probs: Array, weight: float) -> Array:
     """``log((1 - weight) * softmax(sent_logits) + weight * lexical_probs)``, floored at 1e-6:
     log-probabilities, which the calibration and every reader of the logits take as logits."""
-    z = np.asarray(sent_logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax(np.asarray(sent_logits, dtype=np.float64))
     mixed = (1.0 - weight) * p + weight * np.asarray(lexical_probs, dtype=np.float64)
     out: Array = np.log(np.maximum(mixed, LOG_FLOOR)).astype(np.float32)
     return out
+
+
+def write_lexical(
+    path: Path,
+    *,
+    labels: Sequence[str],
+    word_vocab: Sequence[str],
+    word_idf: Array,
+    word_range: tuple[int, int],
+    char_vocab: Sequence[str],
+    char_idf: Array,
+    char_range: tuple[int, int],
+    coef: Array,
+    intercept: Array,
+) -> Path:
+    """Write the arrays ``load_lexical`` reads (``coef`` is [labels, word + char features])."""
+    arrays: dict[str, Any] = {
+        "word_vocab": join_terms(word_vocab),
+        "word_idf": np.asarray(word_idf, dtype=np.float64),
+        "word_ngrams": np.asarray(word_range, dtype=np.int64),
+        "char_vocab": join_terms(char_vocab),
+        "char_idf": np.asarray(char_idf, dtype=np.float64),
+        "char_ngrams": np.asarray(char_range, dtype=np.int64),
+        "labels": join_terms(labels),
+        "coef": np.asarray(coef, dtype=np.float64),
+        "intercept": np.asarray(intercept, dtype=np.float64),
+    }
+    with path.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return path
 
 
 def _ngram_range(arr: Array, key: str) -> tuple[int, int]:

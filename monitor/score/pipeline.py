@@ -276,6 +276,8 @@ class ScoringPipeline:
         seconds = time.perf_counter() - t0
         if model.lexical is not None:
             rows = [j.lexical for j in batch if j.lexical is not None]
+            # A row without lexical probabilities makes sentiment_logits raise: the batch is then
+            # retried row by row, and that row alone goes out unscored.
             sent = model.sentiment_logits(sent, np.stack(rows) if len(rows) == len(batch) else None)
         decoded = decode_outputs(sent, risk, model.manifest)
         now = self.wall()

@@ -64,7 +64,8 @@ def prepare(item: NewsItem, config: ScoreConfig) -> Prepared:
     return Prepared(text, tuple(flags))
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax over the last axis."""
     z = x - np.max(x, axis=-1, keepdims=True)
     e = np.exp(z)
     out: np.ndarray = e / np.sum(e, axis=-1, keepdims=True)
@@ -100,7 +101,7 @@ def calibrated_probs(
     sent_logits: np.ndarray, temperature: float, bias: Sequence[float]
 ) -> np.ndarray:
     """``softmax(logits / temperature + bias)`` for a calibration not (yet) in a manifest."""
-    return _softmax(calibrated_logits(sent_logits, temperature, bias))
+    return softmax(calibrated_logits(sent_logits, temperature, bias))
 
 
 def decode_outputs(
